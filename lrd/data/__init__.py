@@ -1,0 +1,1 @@
+"""Raw datasets in, canonical Parquet tables out (see lrd.schemas)."""

@@ -1,0 +1,143 @@
+"""RecBole atomic files: `<name>.inter`, `.item`, and optionally `.kg` + `.link`.
+
+Headers carry types (`item_id:token`, `class:token_seq`); `token_seq` fields are
+space-separated. See https://recbole.io/docs/user_guide/data/atomic_files.html.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lrd.config import AttributeConfig, IngestConfig
+from lrd.data.readers.base import LINKS_SCHEMA, SHARED_SCHEMA, RawDataset, find_one, read_bytes, read_delimited
+from lrd.errors import ConfigError, DataError
+
+# RecBole's field names -> ours, where they mean the same thing.
+_ITEM_ALIASES = {"movie_title": "title", "item_name": "title", "release_year": "year", "class": "genres"}
+_TEXT_SEQ = {"title"}  # token_seq fields that are really one string split on spaces
+
+
+def _header(path: Path, data: bytes) -> tuple[list[str], dict[str, str]]:
+    first = data.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")
+    typed = first.split("\t")
+    return typed, {t: t.split(":", 1)[0] for t in typed}
+
+
+def read_recbole(folder: Path, cfg: IngestConfig) -> RawDataset:
+    inter_path = find_one(folder, ["*.inter"], "RecBole interactions (.inter)")
+    item_path = find_one(folder, ["*.item"], "RecBole items (.item)")
+    data = read_bytes(inter_path)
+    _, rename = _header(inter_path, data)
+    inter = read_delimited(
+        inter_path,
+        {"user_id": pa.string(), "item_id": pa.string(), "timestamp": pa.float64()},
+        data=data,
+        rename=rename,
+    )
+    ts = inter.column("timestamp")
+    if ts.null_count:
+        line = int(np.flatnonzero(ts.is_null().to_numpy(zero_copy_only=False))[0]) + 2
+        raise DataError(f"{inter_path}: line {line}, column `timestamp`: empty value. Fix or remove that line.")
+    interactions = pa.table(
+        {
+            "user": inter.column("user_id"),
+            "item": inter.column("item_id"),
+            "timestamp": pc.cast(pc.floor(ts), pa.int64()),
+        }
+    )
+    items = _read_items(item_path)
+    dataset = RawDataset(
+        interactions=interactions,
+        items=items,
+        attributes={c: AttributeConfig() for c in ("genres", "categories", "brand") if c in items.column_names},
+        files={"interactions": inter_path, "items": item_path},
+    )
+    if "year" in items.column_names:
+        dataset.attributes["year"] = AttributeConfig(bucket_edges=(1900, 1940, 1950, 1960, 1970, 1980, 1985, 1990))
+    if cfg.kg_relations:
+        kg_path = find_one(folder, ["*.kg"], "RecBole knowledge graph (.kg)")
+        link_path = find_one(folder, ["*.link"], "RecBole item-entity links (.link)")
+        dataset.links, dataset.shared = _read_kg(kg_path, link_path, cfg.kg_relations, items)
+        dataset.files.update(kg=kg_path, link=link_path)
+    return dataset
+
+
+def _read_items(path: Path) -> pa.Table:
+    data = read_bytes(path)
+    typed, rename = _header(path, data)
+    if "item_id" not in rename.values():
+        raise DataError(f"{path}: missing column item_id; the header has {', '.join(typed)}")
+    table = read_delimited(path, {rename[t]: pa.string() for t in typed}, data=data, rename=rename)
+    columns = {"raw_id": table.column("item_id")}
+    for t in typed:
+        name = rename[t]
+        if name == "item_id":
+            continue
+        ours = _ITEM_ALIASES.get(name, name)
+        col = table.column(name)
+        if t.endswith(":token_seq") and ours not in _TEXT_SEQ:
+            trimmed = pc.utf8_trim_whitespace(col)
+            col = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.list_(pa.string())), pc.split_pattern_regex(trimmed, r"\s+"))
+        elif t.endswith(":float") or ours == "year":
+            col = pc.cast(pc.if_else(pc.match_substring_regex(col, r"^-?\d+(\.\d*)?$"), col, None), pa.float64())
+            if ours == "year":
+                col = pc.cast(pc.floor(col), pa.int32())
+        columns[ours] = col
+    if "title" not in columns:
+        columns["title"] = pa.nulls(table.num_rows, pa.string())
+    return pa.table(columns)
+
+
+def _read_kg(kg_path: Path, link_path: Path, wanted: dict[str, str], items: pa.Table) -> tuple[pa.Table, pa.Table]:
+    kg_data = read_bytes(kg_path)
+    _, kg_rename = _header(kg_path, kg_data)
+    kg = read_delimited(
+        kg_path, {"head_id": pa.string(), "relation_id": pa.string(), "tail_id": pa.string()}, data=kg_data, rename=kg_rename
+    )
+    link_data = read_bytes(link_path)
+    _, link_rename = _header(link_path, link_data)
+    link = read_delimited(link_path, {"item_id": pa.string(), "entity_id": pa.string()}, data=link_data, rename=link_rename)
+
+    known = pc.is_in(link.column("item_id"), value_set=items.column("raw_id"))
+    if not pc.all(known).as_py():
+        bad = pc.filter(link.column("item_id"), pc.invert(known))
+        line = int(np.flatnonzero(~known.to_numpy(zero_copy_only=False))[0]) + 2
+        raise DataError(
+            f"{link_path}: line {line}: item {bad[0].as_py()!r} is not in {items.num_rows} items of the .item file "
+            f"({bad.length()} such rows). Remove those rows or use the matching .item file."
+        )
+    present = set(pc.unique(kg.column("relation_id")).to_pylist())
+    unknown = sorted(set(wanted) - present)
+    if unknown:
+        raise ConfigError(
+            f"params.yaml: `ingest.kg_relations` names {', '.join(unknown)}, which {kg_path} does not have; "
+            f"it has: {', '.join(sorted(present))}"
+        )
+    kg = kg.filter(pc.is_in(kg.column("relation_id"), value_set=pa.array(list(wanted))))
+    entities = link.column("entity_id")
+    head_pos = pc.index_in(kg.column("head_id"), value_set=entities)
+    tail_pos = pc.index_in(kg.column("tail_id"), value_set=entities)
+    kg = kg.append_column("head_item", pc.take(link.column("item_id"), head_pos))
+    kg = kg.append_column("tail_item", pc.take(link.column("item_id"), tail_pos))
+    kg = kg.filter(pc.is_valid(kg.column("head_item")))
+    names = pc.cast(kg.column("relation_id"), pa.string()).to_pylist()
+    kg = kg.set_column(kg.schema.get_field_index("relation_id"), "relation_id", pa.array([wanted[n] for n in names], pa.string()))
+
+    # A relation whose tails are items (sequel, prequel) links items directly; any other
+    # (director, actor) relates the items that share a tail.
+    is_item_relation = pc.is_valid(kg.column("tail_item"))
+    item_relations = set(pc.unique(pc.filter(kg.column("relation_id"), is_item_relation)).to_pylist())
+    direct = pc.is_in(kg.column("relation_id"), value_set=pa.array(sorted(item_relations), pa.string()))
+    link_rows = kg.filter(pc.and_(direct, is_item_relation))
+    shared_rows = kg.filter(pc.invert(direct))
+    links = pa.table(
+        [link_rows.column("head_item"), link_rows.column("relation_id"), link_rows.column("tail_item")], schema=LINKS_SCHEMA
+    )
+    shared = pa.table(
+        [shared_rows.column("head_item"), shared_rows.column("relation_id"), shared_rows.column("tail_id")], schema=SHARED_SCHEMA
+    )
+    return links, shared

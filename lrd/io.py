@@ -1,0 +1,107 @@
+"""Atomic file output and small I/O helpers shared by every stage.
+
+Every artefact is first written to a hidden sibling path and then renamed into place, so a
+crashed or interrupted stage leaves the previous outputs exactly as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lrd.errors import DataError, MissingUpstreamError
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it replaces `path` in one rename.
+
+    Works for files and directories. On any exception the temporary path is removed and
+    `path` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise RuntimeError(f"nothing was written to {tmp} for {path}")
+        if path.is_dir() and not path.is_symlink():
+            # A directory cannot be replaced by rename(2); move the old one aside first so
+            # that at every instant one complete version exists.
+            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists() or tmp.is_symlink():
+            _remove(tmp)
+
+
+def write_parquet(table: pa.Table, path: str | os.PathLike, row_group_size: int | None = None) -> None:
+    """Write one Parquet file atomically (zstd, statistics on, row groups for streaming)."""
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):  # numpy scalars
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"cannot write {type(o).__name__} to JSON")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def read_parquet(path: str | os.PathLike, stage: str, columns: list[str] | None = None) -> pa.Table:
+    """Read an upstream Parquet output, naming the stage to run when it is missing."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingUpstreamError(f"{path} does not exist: run `dvc repro {stage}` first")
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{path} is not a readable Parquet file ({exc}): re-run `dvc repro -f {stage}`") from None
+
+
+def require(path: str | os.PathLike, stage: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise MissingUpstreamError(f"{path} does not exist: run `dvc repro {stage}` first")
+    return path
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

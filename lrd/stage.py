@@ -1,0 +1,40 @@
+"""What every stage entry point shares: logging, params, timing and clean errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import Callable
+
+from lrd.config import load_params
+from lrd.errors import LRDError
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+    for noisy in ("sentence_transformers", "transformers", "faiss", "filelock", "httpx", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_stage(name: str, fn: Callable[[dict], None], params_path: str = "params.yaml") -> None:
+    """Run `fn(params)` as stage `name`; an LRDError becomes one line on stderr and exit 1."""
+    setup_logging(verbose=bool(os.environ.get("LRD_DEBUG")))
+    log = logging.getLogger(f"lrd.{name}")
+    start = time.perf_counter()
+    try:
+        fn(load_params(params_path))
+    except LRDError as exc:
+        log.error("%s failed: %s", name, exc)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        log.error("%s interrupted; earlier outputs are left as they were", name)
+        sys.exit(130)
+    log.info("%s done in %.1f s", name, time.perf_counter() - start)
