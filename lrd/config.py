@@ -197,3 +197,51 @@ class IngestConfig:
 
 def dataset_config(params: dict) -> DatasetConfig:
     return build(DatasetConfig, params.get("dataset"), "dataset")
+
+
+# --------------------------------------------------------------------------------------------
+# embed
+
+IndexType = typing.Literal["auto", "flat", "hnsw", "ivfpq"]
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexConfig:
+    type: IndexType = "auto"  # auto: flat below 200k items, HNSW below 5M, IVF-PQ beyond
+    hnsw_m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 128
+    nlist: int | None = None  # IVF lists; default ~4 * sqrt(n)
+    pq_m: int | None = None  # PQ sub-quantisers; default dim / 8 (must divide dim)
+    nprobe: int = 32
+
+    def resolve(self, n: int) -> str:
+        if self.type != "auto":
+            return self.type
+        return "flat" if n < 200_000 else "hnsw" if n < 5_000_000 else "ivfpq"
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedConfig:
+    backend: typing.Literal["sentence-transformers", "hf-causal"] = "sentence-transformers"
+    model: str = "all-MiniLM-L6-v2"
+    # What the LLM reads, from the items table's columns (see lrd.data.text); "{text}" is the
+    # description ingest wrote. Changing it re-runs embed and what follows, not ingest.
+    text_template: str = "{text}"
+    pooling: typing.Literal["mean", "last"] = "mean"  # hf-causal only; ST models bring their own
+    instruction: str = ""  # prepended to every item text (instruction-tuned embedders)
+    max_length: int = 128
+    normalize: bool = True  # unit vectors: inner product = cosine
+    batch_size: int = 64
+    device: str = "auto"  # auto | cpu | cuda | cuda:1 | mps
+    devices: tuple[str, ...] | None = None  # several devices at once, e.g. [cuda:0, cuda:1]
+    dtype: typing.Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # auto: fp32 on CPU, bf16/fp16 on GPU
+    index: IndexConfig = IndexConfig()
+
+    def validate(self) -> None:
+        if self.max_length < 1 or self.batch_size < 1:
+            raise ConfigError("params.yaml: `embed.max_length` and `embed.batch_size` must be positive")
+
+    @classmethod
+    def from_params(cls, params: dict) -> "EmbedConfig":
+        return build(cls, params.get("embed"), "embed")
