@@ -214,6 +214,7 @@ class IndexConfig:
     nlist: int | None = None  # IVF lists; default ~4 * sqrt(n)
     pq_m: int | None = None  # PQ sub-quantisers; default dim / 8 (must divide dim)
     nprobe: int = 32
+    refine: int = 4  # IVF-PQ: re-rank k * refine candidates exactly (0 = off)
 
     def resolve(self, n: int) -> str:
         if self.type != "auto":
@@ -245,3 +246,100 @@ class EmbedConfig:
     @classmethod
     def from_params(cls, params: dict) -> "EmbedConfig":
         return build(cls, params.get("embed"), "embed")
+
+
+# --------------------------------------------------------------------------------------------
+# discover + train
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscoverConfig:
+    seed: int
+    dim: int = 64
+    history_max: int = 20
+    model_relations: tuple[str, ...] = ("attribute",)
+    latent_types: int = 8  # K
+    alpha: float = 0.1  # entropy weight (minimised: pushes q towards one type, as the reference)
+    drop_virtual: bool = True  # type 0 = "no relation": left out of the reconstruction
+    objective: typing.Literal["expectation", "reference"] = "expectation"  # see lrd.models.lrd
+    kg_weight: float | None = None  # DistMult loss on predefined triples; null = |triples| / |interactions|
+    lr: float = 3.0e-3
+    l2: float = 1.0e-6
+    batch_size: int = 256
+    max_epochs: int = 30
+    patience: int = 2
+    min_delta: float = 0.002  # relative held-out loss improvement that counts
+    holdout: float = 0.05  # share of training rows held out for early stopping
+    knn: int = 10  # FAISS neighbours per item added as candidate pairs
+    min_probability: float = 0.5  # "confident" latent relation, for the readout and the static model
+    row_group_size: int = 1_000_000
+
+    def validate(self) -> None:
+        if self.latent_types < 2:
+            raise ConfigError(f"params.yaml: `discover.latent_types` is {self.latent_types}; LRD needs K >= 2 latent types")
+        if not 0 < self.holdout < 0.5:
+            raise ConfigError("params.yaml: `discover.holdout` must be between 0 and 0.5")
+
+    @classmethod
+    def from_params(cls, params: dict) -> "DiscoverConfig":
+        return build(cls, {**_shared(params), **(params.get("discover") or {})}, "discover")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    arch: typing.Literal["rcf", "kda", "sasrec"]
+    lrd: bool = False  # train Latent Relation Discovery jointly (+LRD)
+    static_latent: bool = False  # read discover's triplets as fixed extra relations
+    lr: float = 1.0e-3
+    layers: int | None = None  # default: train.layers (sasrec: 2)
+    heads: int | None = None  # default: train.heads (sasrec: 2)
+    dropout: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    seed: int
+    models: dict[str, ModelSpec]
+    seeds: tuple[int, ...] = (2019,)
+    dim: int = 64
+    history_max: int = 20
+    model_relations: tuple[str, ...] = ("attribute",)
+    layers: int = 5
+    heads: int = 4
+    n_dft: int = 64
+    batch_size: int = 256
+    eval_users: int = 64  # users scored at once in evaluation (x 100 candidates); bounds memory
+    max_epochs: int = 200
+    patience: int = 10  # stop when dev NDCG@5 has not improved for this many epochs
+    l2: float = 1.0e-6
+    kg_weight: float | None = None  # γ; null = |triples| / |interactions|
+    lrd_weight: float = 10.0  # λ
+    init_from_discover: bool = True
+    precision: typing.Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the CPU/GPU has it
+    threads: int | None = None  # torch CPU threads (default: torch's choice)
+    full_ranking: bool = False  # also rank every item (minus the user's train items) at test time
+
+    def validate(self) -> None:
+        if not self.seeds:
+            raise ConfigError("params.yaml: `train.seeds` must list at least one seed")
+
+    def spec(self, name: str) -> ModelSpec:
+        if name not in self.models:
+            raise ConfigError(f"unknown model {name!r}; params.yaml `models` defines: {', '.join(self.models)}")
+        return self.models[name]
+
+    @classmethod
+    def from_params(cls, params: dict) -> "TrainConfig":
+        train = dict(params.get("train") or {})
+        train.pop("models", None)  # the list of models to run; DVC's foreach reads it
+        return build(cls, {**_shared(params), **train, "models": params.get("models") or {}}, "train")
+
+
+def _shared(params: dict) -> dict:
+    """Top-level settings that several stages read (discover and train must agree on them)."""
+    shared = {k: params[k] for k in ("seed", "dim", "history_max", "model_relations") if k in params}
+    kinds = shared.get("model_relations", ())
+    bad = [k for k in kinds if k not in ("item-item", "attribute")]
+    if bad:
+        raise ConfigError(f"params.yaml: `model_relations` may list item-item and attribute, not {', '.join(map(str, bad))}")
+    return shared

@@ -78,7 +78,7 @@ LATENT_RELATIONS = pa.schema(
         pa.field("tail", pa.int32(), nullable=False),
         pa.field("relation", pa.int16(), nullable=False),  # most probable latent type
         pa.field("probability", pa.float32(), nullable=False),  # q(relation | head, tail)
-        pa.field("source", pa.string(), nullable=False),  # cooccur | knn
+        pa.field("source", pa.dictionary(pa.int8(), pa.string()), nullable=False),  # cooccur | knn | both
     ]
 )
 

@@ -19,7 +19,7 @@ def run(params: dict) -> None:
     # The stage's output is the dataset's whole embeddings folder, holding the current model's
     # store only; other models' vectors stay in the cache (data/embeddings/.cache).
     with atomic_path(target.parent) as tmp:
-        manifest = embed_items(items, cfg, tmp / target.name, seed=params["seed"])
+        manifest = embed_items(items, cfg, tmp / target.name, seed=params["seed"], previous=target)
     log.info(
         "%d items x %d dims (%d encoded, %d from cache%s), %s index -> %s",
         manifest["items"], manifest["dim"], manifest["encoded"], manifest["from_cache"],

@@ -172,16 +172,16 @@ def _sample_candidates(users, items, split, n_items: int, cfg: IngestConfig) -> 
     try:
         negatives = protocol.sample_negatives(rng, users[rows], seen, cfg.n_negatives)
     except ValueError as exc:
-        bad = np.asarray(exc.args[0])
+        bad = np.unique(users[rows][np.asarray(exc.args[0])])
         raise DataError(
-            f"{len(bad)} user(s) touched all but fewer than {cfg.n_negatives} of the {n_items} items, "
+            f"{len(bad)} user(s) (e.g. user {bad[0]}) touched all but fewer than {cfg.n_negatives} of the {n_items} items, "
             "so they cannot get that many distinct negatives. Lower `ingest.n_negatives`."
         ) from None
     return _candidates_table(users[rows], split[rows], items[rows], negatives, cfg.n_negatives)
 
 
 def _candidates_table(users, split, targets, negatives: np.ndarray, k: int) -> pa.Table:
-    flat = pa.array(negatives.reshape(-1).astype(np.int32))
+    flat = pa.array(negatives.reshape(-1).astype(np.int32, copy=False))
     return pa.table(
         {
             "user": pa.array(users, pa.int32()),

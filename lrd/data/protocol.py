@@ -124,7 +124,7 @@ def sample_negatives(
     users: np.ndarray,
     seen: UserItemSet,
     k: int,
-    chunk_rows: int = 65536,
+    chunk_rows: int = 16384,
 ) -> np.ndarray:
     """k distinct items per row, uniform among items 1..n the row's user never touched.
 

@@ -149,7 +149,7 @@ class SentenceTransformerEncoder:
             raise ModelError(f"cannot load sentence-transformers model from {path}: {exc}") from None
         self.model.max_seq_length = cfg.max_length
         self.cfg = cfg
-        self.dim = int(self.model.get_sentence_embedding_dimension())
+        self.dim = int(self.model.get_embedding_dimension())
 
     def encode(self, texts: list[str], progress: bool = True) -> np.ndarray:
         vectors = self.model.encode(
@@ -207,7 +207,7 @@ class CausalLMEncoder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         bs = self.cfg.batch_size
         with torch.inference_mode():
-            for lo in tqdm(range(0, len(texts), bs), desc="encoding", unit="batch", disable=not progress, leave=False):
+            for lo in tqdm(range(0, len(texts), bs), desc="encoding", unit="batch", disable=None if progress else True, leave=False):
                 rows = order[lo : lo + bs]
                 batch = self.tokenizer(
                     [texts[i] for i in rows], padding=True, truncation=True, max_length=self.cfg.max_length, return_tensors="pt"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import platform
+import shutil
 import time
 from importlib import metadata
 from pathlib import Path
@@ -18,7 +20,7 @@ from lrd.embed.index import build_index
 from lrd.embed.store import write_index
 from lrd.data.text import render_texts, template_hash
 from lrd.errors import DataError, ModelError
-from lrd.io import write_json, write_parquet
+from lrd.io import read_json, sha256_file, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +49,14 @@ def _check_texts(items: pa.Table, template: str) -> list[str]:
     return texts
 
 
-def embed_items(items: pa.Table, cfg: EmbedConfig, out: Path, cache_root: Path = CACHE_ROOT, seed: int = 0) -> dict:
-    """Write the store for `items` (the ingest items table) into folder `out`; returns the manifest."""
+def embed_items(
+    items: pa.Table, cfg: EmbedConfig, out: Path, cache_root: Path = CACHE_ROOT, seed: int = 0, previous: Path | None = None
+) -> dict:
+    """Write the store for `items` (the ingest items table) into folder `out`; returns the manifest.
+
+    `previous` is the store this one replaces: when its vectors and index settings are the
+    same, its (checksum-verified) index is reused instead of rebuilt.
+    """
     start = time.perf_counter()
     texts = _check_texts(items, cfg.text_template)
     ids = items.column("item").to_numpy().astype(np.int32)
@@ -86,12 +94,15 @@ def embed_items(items: pa.Table, cfg: EmbedConfig, out: Path, cache_root: Path =
         vectors[~found] = fresh
     _check_finite(vectors, ids, cfg)
 
-    index, index_info = build_index(vectors, cfg.index, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "ids.npy", ids)
     np.save(out / "vectors.npy", vectors)
     write_parquet(pa.table({"item": ids, "text": texts}), out / "texts.parquet")  # what the LLM read
-    index_info.update(write_index(index, out / "index.faiss"))
+    digest = hashlib.sha256(ids.tobytes() + vectors.tobytes()).hexdigest()
+    index_info = _reuse_index(previous, digest, cfg, out)
+    if index_info is None:
+        index, index_info = build_index(vectors, cfg.index, seed=seed)
+        index_info.update(write_index(index, out / "index.faiss"))
     manifest = {
         "model": cfg.model,
         "model_path": str(path),
@@ -111,6 +122,7 @@ def embed_items(items: pa.Table, cfg: EmbedConfig, out: Path, cache_root: Path =
         "encode_seconds": round(encode_seconds, 3),
         "items_per_second": round(n_encoded / encode_seconds, 1) if encode_seconds else None,
         "seconds": round(time.perf_counter() - start, 3),
+        "vectors_sha256": digest,
         "index": index_info,
         "identity": ident,
         "config": _config_dict(cfg),
@@ -118,6 +130,22 @@ def embed_items(items: pa.Table, cfg: EmbedConfig, out: Path, cache_root: Path =
     }
     write_json(manifest, out / "manifest.json")
     return manifest
+
+
+def _reuse_index(previous: Path | None, digest: str, cfg: EmbedConfig, out: Path) -> dict | None:
+    if previous is None or not (previous / "manifest.json").exists():
+        return None
+    old = read_json(previous / "manifest.json")
+    info = dict(old.get("index", {}))
+    file = previous / info.get("file", "index.faiss")
+    if old.get("vectors_sha256") != digest or old.get("config", {}).get("index") != _config_dict(cfg)["index"] or not file.exists():
+        return None
+    if file.stat().st_size != info.get("bytes") or sha256_file(file) != info.get("sha256"):
+        log.warning("%s does not match its manifest: rebuilding the index", file)
+        return None
+    shutil.copyfile(file, out / "index.faiss")
+    log.info("vectors unchanged: reusing the index of the previous store")
+    return info
 
 
 def _check_finite(vectors: np.ndarray, ids: np.ndarray, cfg: EmbedConfig) -> None:

@@ -86,7 +86,7 @@ class EmbeddingStore:
                 self._index = faiss.read_index(str(file))
             else:
                 log.warning("%s is missing or corrupt (size/checksum differ from the manifest): rebuilding it", file)
-                settings = {k: v for k, v in info.items() if k in ("type", "m", "ef_construction", "ef_search", "nlist", "pq_m", "nprobe")}
+                settings = {k: v for k, v in info.items() if k in ("type", "m", "ef_construction", "ef_search", "nlist", "pq_m", "nprobe", "refine")}
                 cfg = build(IndexConfig, _index_config(settings), "embed.index")
                 self._index, _ = build_index(np.asarray(self.vectors), cfg)
                 fresh = write_index(self._index, file)

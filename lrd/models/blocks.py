@@ -1,0 +1,102 @@
+"""Building blocks shared by RCF and KDA (method doc §5, reference-implementation §4)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def init_normal(module: nn.Module, std: float = 0.01) -> None:
+    """The reference initialises every Linear/Embedding weight and bias as N(0, 0.01²)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if getattr(m, "bias", None) is not None:
+                nn.init.normal_(m.bias, 0.0, std)
+
+
+def relational_attention(
+    hist: torch.Tensor, mask: torch.Tensor, keys: torch.Tensor, decay: torch.Tensor | None = None
+) -> torch.Tensor:
+    """One context vector per (candidate, relation type) from attention over the history.
+
+    hist: B x H x d history item embeddings; mask: B x H (True = real item)
+    keys: B x C x R x d, (relation + value entity) ⊙ candidate
+    decay: B x R x H temporal weights in [0, 1] multiplied into the attention (KDA), or None
+    returns B x C x R x d
+    """
+    b, c, r, d = keys.shape
+    logits = torch.bmm(keys.reshape(b, c * r, d), hist.transpose(1, 2)).view(b, c, r, -1)
+    logits = logits.masked_fill(~mask[:, None, None, :], float("-inf"))
+    weights = torch.softmax(logits, dim=-1)
+    if decay is not None:
+        weights = weights * decay[:, None]  # no renormalisation, as in KDA
+    return torch.bmm(weights.reshape(b, c * r, -1).to(hist.dtype), hist).view(b, c, r, d)
+
+
+class ChannelSelfAttention(nn.Module):
+    """L rounds of multi-head self-attention across the R relation channels, weights shared by
+    all rounds (as in the reference): z = FFN(MHA(x)); x = LayerNorm(x + z).
+
+    The channel axis is padded to a multiple of 8 with masked-out keys: the same result, and
+    CPU softmax kernels run much faster on such widths.
+    """
+
+    def __init__(self, d: int, heads: int, layers: int):
+        super().__init__()
+        if d % heads:
+            raise ValueError(f"embedding size {d} must be divisible by the number of heads {heads}")
+        self.heads, self.layers = heads, layers
+        self.qkv = nn.Linear(d, 3 * d, bias=False)  # one wide matmul instead of three thin ones
+        self.ff1 = nn.Linear(d, d)
+        self.ff2 = nn.Linear(d, d)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: N x R x d -> N x R x d."""
+        n, r, d = x.shape
+        pad = (-r) % 8
+        # Under autocast every op would cast its inputs again; run the block in one dtype
+        # instead (the autocast dtype, weights cast once per call) with autocast off.
+        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        with torch.autocast(x.device.type, enabled=False):
+            x = F.pad(x.to(dtype), (0, 0, 0, pad))
+            mask = torch.zeros(r + pad, device=x.device)
+            mask[r:] = float("-inf")
+            dk = d // self.heads
+            w_qkv = self.qkv.weight.to(dtype)
+            w_qkv = torch.cat([w_qkv[:d] / math.sqrt(dk), w_qkv[d:]])  # fold the 1/sqrt(dk) scale into W_q
+            w1, b1, w2, b2 = (t.to(dtype) for t in (self.ff1.weight, self.ff1.bias, self.ff2.weight, self.ff2.bias))
+            g, beta = self.norm.weight.to(dtype), self.norm.bias.to(dtype)
+            for _ in range(self.layers):
+                q, k, v = F.linear(x, w_qkv).view(n, r + pad, 3, self.heads, dk).permute(2, 0, 3, 1, 4)
+                att = torch.softmax(torch.matmul(q, k.transpose(-1, -2)).float() + mask, dim=-1).to(dtype)
+                z = torch.matmul(att, v).transpose(1, 2).reshape(n, r + pad, d)
+                z = F.linear(F.relu(F.linear(z, w1, b1)), w2, b2)
+                x = F.layer_norm(x + z, (d,), g, beta, self.norm.eps)
+        return x[:, :r]
+
+
+class TemporalKernel(nn.Module):
+    """KDA's per-relation decay of the time gap, learned in the frequency domain.
+
+    D_r(τ) = clamp(1/(2F) Σ_k [Re_rk cos(2π f_k τ) − Im_rk sin(2π f_k τ)], 0, 1),
+    f_k = k / (2(F−1)), F = n_dft/2 + 1.
+    """
+
+    def __init__(self, n_relations: int, n_dft: int = 64):
+        super().__init__()
+        f = n_dft // 2 + 1
+        self.real = nn.Parameter(torch.randn(n_relations, f) * 0.01)
+        self.imag = nn.Parameter(torch.randn(n_relations, f) * 0.01)
+        self.register_buffer("freqs", torch.arange(f, dtype=torch.float32) / (2 * (f - 1)), persistent=False)
+
+    def forward(self, gaps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """gaps, mask: B x H -> decay B x R x H (0 on padding)."""
+        angle = 2 * math.pi * gaps.float()[..., None] * self.freqs  # B x H x F
+        f = self.real.shape[1]
+        decay = (torch.cos(angle) @ self.real.t() - torch.sin(angle) @ self.imag.t()) / (2 * f)
+        return (decay.clamp(0, 1) * mask[..., None]).transpose(1, 2)

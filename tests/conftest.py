@@ -1,0 +1,112 @@
+"""Shared fixtures: tiny datasets written by the tests themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+GENRES = ["Action", "Comedy", "Drama", "Horror", "Sci-Fi"]
+
+
+def write_recbole(folder: Path, n_users: int = 40, n_items: int = 30, per_user: int = 12, seed: int = 0, kg: bool = True) -> Path:
+    """A small RecBole atomic dataset with genres, years, directors and a sequel chain.
+
+    Every user has `per_user` interactions with distinct items and increasing timestamps;
+    items 1..n_items, users 1..n_users (raw ids as strings of those numbers).
+    """
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    for u in range(1, n_users + 1):
+        items = rng.choice(np.arange(1, n_items + 1), size=per_user, replace=False)
+        times = 880_000_000 + np.sort(rng.choice(10_000_000, size=per_user, replace=False))
+        rows += [f"{u}\t{i}\t{rng.integers(1, 6)}\t{t}" for i, t in zip(items, times)]
+    (folder / "tiny.inter").write_text("\n".join(rows) + "\n")
+    items = ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"]
+    for i in range(1, n_items + 1):
+        genres = " ".join(sorted({GENRES[i % 5], GENRES[(i * 7) % 5]}))
+        items.append(f"{i}\tMovie number {i}\t{1930 + (i * 3) % 70}\t{genres}")
+    (folder / "tiny.item").write_text("\n".join(items) + "\n")
+    if kg:
+        link = ["item_id:token\tentity_id:token"] + [f"{i}\tm.film{i}" for i in range(1, n_items + 1)]
+        (folder / "tiny.link").write_text("\n".join(link) + "\n")
+        triples = ["head_id:token\trelation_id:token\ttail_id:token"]
+        triples += [f"m.film{i}\tfilm.film.directed_by\tm.person{i % 6}" for i in range(1, n_items + 1)]
+        triples += [f"m.film{i}\tfilm.film.sequel\tm.film{i + 1}" for i in (1, 2, 10)]
+        triples += ["m.film3\tfilm.film.sequel\tm.unknownfilm"]
+        (folder / "tiny.kg").write_text("\n".join(triples) + "\n")
+    return folder
+
+
+@pytest.fixture
+def recbole_dir(tmp_path: Path) -> Path:
+    return write_recbole(tmp_path / "raw")
+
+
+def tiny_params(raw: Path, **overrides) -> dict:
+    """A params dict for the tiny dataset; `overrides` replace whole top-level groups."""
+    params = {
+        "seed": 7,
+        "dataset": {"name": "tiny", "format": "recbole", "source": {"kind": "path", "path": str(raw)}},
+        "ingest": {
+            "min_core": 2,
+            "n_negatives": 5,
+            "text_template": "{title}[ ({year})][. Genres: {genres}]",
+            "attributes": {"genres": {}, "year": {"bucket_edges": [1900, 1940, 1950, 1960, 1970, 1980, 1985, 1990]}},
+            "kg_relations": {"film.film.directed_by": "director", "film.film.sequel": "sequel"},
+            "max_items_per_value": 50,
+        },
+        "embed": {"batch_size": 16},
+        "dim": 16,
+        "history_max": 5,
+        "model_relations": ["attribute"],
+        "discover": {"latent_types": 3, "max_epochs": 3, "batch_size": 64, "knn": 3},
+        "models": {
+            "sasrec": {"arch": "sasrec", "lr": 1.0e-3, "layers": 1, "heads": 1},
+            "rcf": {"arch": "rcf", "lr": 1.0e-3},
+            "rcf_lrd": {"arch": "rcf", "lr": 1.0e-3, "lrd": True},
+            "kda": {"arch": "kda", "lr": 1.0e-3},
+            "kda_lrd": {"arch": "kda", "lr": 1.0e-3, "lrd": True},
+            "kda_static": {"arch": "kda", "lr": 1.0e-3, "static_latent": True},
+        },
+        "train": {
+            "models": ["sasrec", "kda", "kda_lrd"],
+            "seeds": [1],
+            "layers": 1,
+            "heads": 2,
+            "batch_size": 64,
+            "max_epochs": 2,
+            "patience": 1,
+            "precision": "fp32",
+        },
+    }
+    params.update(overrides)
+    return params
+
+
+def make_tiny_llama(folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    """A random 2-layer Llama with its own small BPE tokenizer, saved like a hub model."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaModel, PreTrainedTokenizerFast
+
+    corpus = ["Toy Story (1995). Genres: Animation, Comedy", "GoldenEye (1995). Genres: Action, Thriller",
+              "Heat (1995). Genres: Crime, Drama", "a movie about space and robots", "the quick brown fox"] * 4
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>", "<pad>"]))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=fast.vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128)
+    folder.mkdir(parents=True, exist_ok=True)
+    LlamaModel(config).save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    return make_tiny_llama(tmp_path_factory.mktemp("llama") / "tiny-llama")

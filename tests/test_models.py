@@ -1,0 +1,223 @@
+"""Model building blocks: shapes, invariants, the ranking rule, LRD on planted relations."""
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lrd import schemas
+from lrd.evaluate import ranking_metrics, ranks_from_scores
+from lrd.graph import RelationGraph
+from lrd.models.batch import Batch
+from lrd.models.blocks import ChannelSelfAttention, TemporalKernel, relational_attention
+from lrd.models.lrd import LatentRelationDiscovery
+from lrd.models.relational import RelationalRecommender
+from lrd.models.sasrec import SASRec
+
+
+def tiny_graph(n_items=12, latent=("latent_1", "latent_2")):
+    types = pa.table({"id": pa.array([0, 1, 2], pa.int16()), "name": ["any", "sequel", "year"], "kind": ["virtual", "item-item", "attribute"]},
+                     schema=schemas.RELATION_TYPES)
+    rel = pa.table({
+        "head": pa.array([1, 2, 3, 4, 5], pa.int32()), "relation": pa.array([1, 1, 2, 2, 2], pa.int16()),
+        "tail": pa.array([2, 3, None, None, None], pa.int32()), "value": pa.array([None, None, "1990", "1990", "1995"]),
+    }, schema=schemas.RELATIONS)
+    return RelationGraph.from_tables(types, rel, n_items, latent=list(latent))
+
+
+def tiny_batch(b=3, h=4, c=5, n_items=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    hist = torch.randint(1, n_items + 1, (b, h), generator=g)
+    hist[0, :2] = 0  # left padding
+    return Batch(users=torch.arange(1, b + 1), history=hist, gaps=torch.rand(b, h, generator=g) * 10,
+                 candidates=torch.randint(1, n_items + 1, (b, c), generator=g),
+                 lrd_negatives=torch.randint(1, n_items + 1, (b, h), generator=g))
+
+
+def test_graph_entities_and_kg_samples():
+    g = tiny_graph()
+    assert g.names == ["any", "sequel", "year", "latent_1", "latent_2"]
+    # attribute 'year': a missing entity and two value entities after the 12 items (+ padding row)
+    assert g.n_entities == 13 + 3
+    assert g.value_of[3, 2] == g.value_of[4, 2] != g.value_of[5, 2]
+    assert g.value_of[6, 2] == 13  # no year: the "missing" entity
+    assert (g.value_of[:, [0, 1, 3, 4]] == 0).all()
+    kg = g.sample_kg(np.random.default_rng(0), 200)
+    attr = kg["v"] > 0
+    # an attribute triple's tail is an item with the same value
+    assert (g.value_of[kg["t"][attr], kg["r"][attr]] == kg["v"][attr]).all()
+    assert not g._is_true(kg["neg_h"], kg["r"], kg["neg_t"], kg["v"]).any()
+
+
+def test_relation_ids_beyond_the_catalog_are_refused():
+    from lrd.errors import DataError
+
+    types = pa.table({"id": pa.array([0, 1], pa.int16()), "name": ["any", "sequel"], "kind": ["virtual", "item-item"]}, schema=schemas.RELATION_TYPES)
+    rel = pa.table({"head": pa.array([1], pa.int32()), "relation": pa.array([1], pa.int16()), "tail": pa.array([99], pa.int32()),
+                    "value": pa.array([None], pa.string())}, schema=schemas.RELATIONS)
+    with pytest.raises(DataError, match="outside 1..12"):
+        RelationGraph.from_tables(types, rel, 12)
+
+
+def test_relational_attention_shapes_and_masking():
+    b, h, c, r, d = 2, 5, 3, 4, 8
+    hist = torch.randn(b, h, d)
+    mask = torch.ones(b, h, dtype=torch.bool)
+    mask[0, :3] = False
+    keys = torch.randn(b, c, r, d)
+    ctx = relational_attention(hist, mask, keys)
+    assert ctx.shape == (b, c, r, d)
+    hist2 = hist.clone()
+    hist2[0, :3] = 100.0  # padded positions must not matter
+    assert torch.allclose(ctx[0], relational_attention(hist2, mask, keys)[0], atol=1e-5)
+
+
+def _reference_channel_attention(block: ChannelSelfAttention, x):
+    """The same layer written plainly, without channel padding."""
+    n, r, d = x.shape
+    dk = d // block.heads
+    for _ in range(block.layers):
+        q, k, v = block.qkv(x).view(n, r, 3, block.heads, dk).permute(2, 0, 3, 1, 4)
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dk), -1)
+        z = (att @ v).transpose(1, 2).reshape(n, r, d)
+        x = block.norm(x + block.ff2(F.relu(block.ff1(z))))
+    return x
+
+
+@pytest.mark.parametrize("r", [3, 8, 13])
+def test_channel_padding_changes_nothing(r):
+    torch.manual_seed(0)
+    block = ChannelSelfAttention(16, 4, 3)
+    x = torch.randn(6, r, 16)
+    assert torch.allclose(block(x), _reference_channel_attention(block, x), atol=1e-5)
+
+
+def test_temporal_kernel_range_and_padding():
+    k = TemporalKernel(5)
+    with torch.no_grad():
+        k.real.normal_(0, 3.0)
+        k.imag.normal_(0, 3.0)
+    gaps = torch.rand(4, 6) * 20
+    mask = torch.ones(4, 6, dtype=torch.bool)
+    mask[:, :2] = False
+    d = k(gaps, mask)
+    assert d.shape == (4, 5, 6)
+    assert d.min() >= 0 and d.max() <= 1
+    assert (d[:, :, :2] == 0).all()
+    assert (d > 0).any() and (d < 1).any()
+
+
+@pytest.mark.parametrize("temporal", [False, True])
+def test_recommender_shapes_and_lrd_is_training_only(temporal):
+    torch.manual_seed(0)
+    g = tiny_graph()
+    text = torch.randn(13, 7)
+    text[0] = 0
+    plain = RelationalRecommender(g, n_users=3, d=8, layers=2, heads=2, temporal=temporal, kg_weight=0.5)
+    with_lrd = RelationalRecommender(g, n_users=3, d=8, layers=2, heads=2, temporal=temporal, kg_weight=0.5,
+                                     lrd=LatentRelationDiscovery(text, 8, g.n_relations))
+    with_lrd.load_state_dict(plain.state_dict(), strict=False)
+    batch = tiny_batch()
+    s1, s2 = plain.scores(batch), with_lrd.scores(batch)
+    assert s1.shape == (3, 5)
+    assert torch.equal(s1, s2)  # the LRD module never enters inference
+    batch.kg = {k: torch.from_numpy(v) for k, v in g.sample_kg(np.random.default_rng(0), 3).items()}
+    losses = with_lrd.losses(batch)
+    assert {"rec", "kg", "lrd", "loss"} <= set(losses)
+    assert all(torch.isfinite(v) for v in losses.values())
+    losses["loss"].backward()
+    assert with_lrd.lrd.extract.weight.grad.abs().sum() > 0
+
+
+def test_sasrec_shapes():
+    m = SASRec(12, history_max=4, d=8, layers=1, heads=2, dropout=0.0)
+    assert m.scores(tiny_batch()).shape == (3, 5)
+
+
+def test_lrd_probabilities_and_pair_tables():
+    torch.manual_seed(0)
+    text = torch.randn(30, 10)
+    lrd = LatentRelationDiscovery(text, 8, 6)
+    h, t = torch.randint(1, 30, (4, 5)), torch.randint(1, 30, (4, 5))
+    q = lrd.relation_probs(h, t)
+    assert q.shape == (4, 5, 6)
+    assert torch.allclose(q.sum(-1), torch.ones(4, 5))
+    a, b, c = lrd.pair_tables()
+    assert torch.allclose(a[h] + b[t] + c, lrd.extract(torch.cat([lrd.project(text[h]), lrd.project(text[t])], -1)), atol=1e-5)
+    big_h, big_t = torch.randint(1, 30, (100,)), torch.randint(1, 30, (100,))  # > n_items: table path
+    direct = lrd.extract(torch.cat([lrd.project(text[big_h]), lrd.project(text[big_t])], -1))
+    assert torch.allclose(lrd.logits(big_h, big_t), direct, atol=1e-5)
+
+
+def test_reference_lrd_loss_starts_near_ln2():
+    """With tiny embeddings every score difference is ~0: loss ≈ ln 2 + α ln(R)/R (reference §3.4)."""
+    torch.manual_seed(0)
+    r = 10
+    lrd = LatentRelationDiscovery(torch.randn(50, 16) * 0.01, 8, r, alpha=0.1)
+    nn.init.zeros_(lrd.extract.weight)
+    nn.init.zeros_(lrd.extract.bias)
+    items = nn.Embedding(50, 8)
+    nn.init.normal_(items.weight, 0, 0.01)
+    rel = torch.randn(r, 8) * 0.01
+    hist = torch.randint(1, 50, (16, 6))
+    loss, _ = lrd.loss(hist, torch.randint(1, 50, (16, 6)), torch.randint(1, 50, (16,)), hist > 0, items, rel)
+    assert loss.item() == pytest.approx(math.log(2) + 0.1 * math.log(r) / r, abs=2e-3)
+
+
+def test_ties_never_help_the_positive():
+    scores = torch.tensor([[1.0, 1.0, 1.0, 1.0], [3.0, 1.0, 2.0, 0.0], [1.0, 2.0, 1.0, 0.0]])
+    assert ranks_from_scores(scores).tolist() == [4, 1, 3]
+    m = ranking_metrics(np.array([1, 2, 6]), ks=(5,))
+    assert m["HR@5"] == pytest.approx(2 / 3)
+    assert m["NDCG@5"] == pytest.approx((1 + 1 / math.log2(3)) / 3)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lrd_recovers_planted_relations(seed):
+    """Two item categories, visible in the item text. Planted relations: a head in category 0
+    pairs with a tail of its own category ("same"), a head in category 1 with a tail of
+    category 0 ("cross"). The decoder's item embeddings are fixed category vectors and
+    DistMult is symmetric, so one relation vector cannot reconstruct both kinds: LRD
+    (expectation objective, 2 latent types + "none") must learn a q that separates them."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    n, d = 120, 8
+    cat = np.arange(1, n + 1) % 2
+    text = torch.zeros(n + 1, 8)
+    text[1:, :2] = torch.from_numpy(np.eye(2)[cat]).float()
+    text[1:] += 0.05 * torch.randn(n, 8)
+    centres = torch.randn(2, d)
+    items = nn.Embedding(n + 1, d)
+    with torch.no_grad():
+        items.weight[1:] = centres[torch.from_numpy(cat)] + 0.05 * torch.randn(n, d)
+    items.weight.requires_grad_(False)
+    heads = rng.integers(1, n + 1, 6000)
+    kind = cat[heads - 1]  # 0: same, 1: cross
+    tails = np.array([rng.choice(np.flatnonzero(cat == 0)) + 1 for _ in heads])
+    tails[kind == 0] = [rng.choice(np.flatnonzero(cat == c)) + 1 for c in cat[heads[kind == 0] - 1]]
+    h, t = torch.from_numpy(heads), torch.from_numpy(tails)
+
+    lrd = LatentRelationDiscovery(text, 16, 3, alpha=0.1, objective="expectation")
+    rel = nn.Embedding(3, d)
+    nn.init.normal_(rel.weight, 0, 0.1)
+    opt = torch.optim.Adam([*lrd.parameters(), *rel.parameters()], lr=0.02)
+    first = last = None
+    for step in range(400):
+        sel = torch.from_numpy(rng.integers(0, len(heads), 256))
+        neg = torch.from_numpy(rng.integers(1, n + 1, 256))
+        loss, parts = lrd.loss(h[sel, None], neg[:, None], t[sel], torch.ones(256, 1, dtype=torch.bool), items, rel.weight)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = parts["lrd_reconstruction"].item() if first is None else first
+        last = parts["lrd_reconstruction"].item()
+    assert last < 0.6 * first
+    with torch.no_grad():
+        assigned = lrd.relation_probs(h, t).argmax(-1).numpy()
+    # purity of the assignment w.r.t. the planted kinds; chance (any split ignoring them) is 0.5
+    purity = sum(np.bincount(kind[assigned == a], minlength=2).max() for a in np.unique(assigned)) / len(kind)
+    assert purity > 0.95
