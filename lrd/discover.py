@@ -105,7 +105,7 @@ def train_discovery(model: DiscoveryModel, data: TrainingData, cfg: DiscoverConf
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss)
+            total += float(loss.detach())
         held = holdout_metrics(model, hold_batches)
         row = {"epoch": epoch, "train_loss": total / n_batches, **{f"holdout_{k}": v for k, v in held.items()}, "seconds": round(time.perf_counter() - t0, 2)}
         curve.append(row)

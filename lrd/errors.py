@@ -23,3 +23,7 @@ class MissingUpstreamError(LRDError):
 
 class ModelError(LRDError):
     """A model cannot be loaded or produced invalid numbers."""
+
+
+class QueryError(LRDError):
+    """A SQL query failed; the message is DuckDB's own (plus, for an unknown table, the tables there are)."""

@@ -5,6 +5,7 @@ jointly trained latent relations), metrics/<model>.json and plots/train/<model>.
 """
 
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 from lrd import schemas
 from lrd.config import DiscoverConfig, EmbedConfig, TrainConfig, dataset_config
 from lrd.embed.store import EmbeddingStore, store_dir
+from lrd.errors import ModelError
 from lrd.io import atomic_path, write_json, write_parquet
 from lrd.reports import write_curve
 from lrd.sequences import Sequences
@@ -62,7 +64,14 @@ def run(params: dict, name: str) -> None:
                 lr=spec.lr, l2=cfg.l2, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs, patience=cfg.patience,
                 eval_users=cfg.eval_users, use_kg=graph is not None and graph.n_triples > 0, use_lrd=spec.lrd, amp=amp, device=device,
             )
-            result = fit(model, data, settings, seed, tmp / f"seed{seed}.pt", label=f"{name} seed {seed}")
+            try:
+                result = fit(model, data, settings, seed, tmp / f"seed{seed}.pt", label=f"{name} seed {seed}")
+            except ModelError as exc:
+                # The output folder is discarded; keep the best checkpoint where people can find it.
+                rescued = Path("models") / f"{name}-seed{seed}-before-failure.pt"
+                if (tmp / f"seed{seed}.pt").exists():
+                    shutil.copyfile(tmp / f"seed{seed}.pt", rescued)
+                raise ModelError(str(exc).replace(str(tmp / f"seed{seed}.pt"), str(rescued))) from None
             results.append((seed, result))
             curves += [{"seed": seed, **row} for row in result.curve]
             for split, r in (("dev", result.dev_ranks), ("test", result.test_ranks)):

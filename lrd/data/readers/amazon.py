@@ -1,0 +1,278 @@
+"""Amazon review data (McAuley et al.): the 2014 and the 2018 releases.
+
+2014 (http://jmcauley.ucsd.edu/data/amazon/, e.g. `reviews_Office_Products_5.json.gz` and
+`meta_Office_Products.json.gz`):
+    reviews_*.json[.gz]  one JSON object per line: reviewerID, asin, unixReviewTime, ...
+    meta_*.json[.gz]     one Python dict literal per line (single quotes, so not JSON): asin,
+                         title, brand, categories (a list of category paths, each a list),
+                         related {also_bought, also_viewed, bought_together, buy_after_viewing}.
+2018 (https://nijianmo.github.io/amazon/, e.g. `Office_Products_5.json.gz` and
+`meta_Office_Products.json.gz`):
+    <name>.json[.gz]     reviews, JSON lines: reviewerID, asin, unixReviewTime, ...
+    meta_*.json[.gz]     JSON lines: asin, title, brand, category (one path, a list),
+                         also_buy, also_view, description (a list of strings).
+
+Every review is an interaction. Items are the reviewed asins that have metadata, with
+title, brand, category (the third level of the first category path, as the LRD reference
+code takes it), leaf_categories (the last level of every path) and, for 2018, description.
+also_bought/also_buy and also_viewed/also_view become item-item links between reviewed items.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import html
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pjson
+
+from lrd.config import AttributeConfig, IngestConfig
+from lrd.data.readers.base import LINKS_SCHEMA, RawDataset, find_one, open_text
+from lrd.errors import DataError
+
+REVIEW_SCHEMA = pa.schema([("reviewerID", pa.string()), ("asin", pa.string()), ("unixReviewTime", pa.int64())])
+DESCRIPTION_CHARS = 300
+# Finds a metadata line's asin without parsing the line: most metadata lines describe items
+# nobody reviewed in the (5-core) review file, and parsing them is most of the reading time.
+_ASIN = re.compile(r"""["']asin["']\s*:\s*["']([^"']*)["']""")
+
+
+@dataclasses.dataclass
+class ItemMeta:
+    """One metadata record, the same for both releases."""
+
+    asin: str
+    title: str | None
+    brand: str | None
+    paths: list[list[str]]  # category paths, root first
+    links: dict[str, list[str]]  # relation name -> tail asins
+    description: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """What differs between the 2014 and the 2018 files."""
+
+    reviews_patterns: list[str] | None  # None: any *.json[.gz] not named meta_*
+    parse: Callable[[str], object]  # one metadata line -> its record
+    line_kind: str  # what a metadata line is, for error messages
+    to_meta: Callable[[dict], ItemMeta]
+    with_description: bool
+
+
+def read_amazon2014(folder: Path, cfg: IngestConfig) -> RawDataset:
+    release = Release(
+        reviews_patterns=["reviews_*.json.gz", "reviews_*.json"],
+        parse=_python_literal,
+        line_kind="a Python dict literal",
+        to_meta=_meta_2014,
+        with_description=False,
+    )
+    return _read(folder, "2014", release)
+
+
+def read_amazon2018(folder: Path, cfg: IngestConfig) -> RawDataset:
+    release = Release(reviews_patterns=None, parse=json.loads, line_kind="a JSON object", to_meta=_meta_2018, with_description=True)
+    return _read(folder, "2018", release)
+
+
+def _read(folder: Path, year: str, release: Release) -> RawDataset:
+    if release.reviews_patterns:
+        reviews_path = find_one(folder, release.reviews_patterns, f"Amazon {year} reviews (reviews_*.json[.gz])")
+    else:
+        reviews_path = _find_reviews_2018(folder)
+    meta_path = find_one(folder, ["meta_*.json.gz", "meta_*.json"], f"Amazon {year} metadata (meta_*.json[.gz])")
+    interactions = read_reviews(reviews_path)
+    reviewed = set(pc.unique(interactions.column("item")).to_pylist())
+    metas = [release.to_meta(r) for r in read_metadata(meta_path, reviewed, release.parse, release.line_kind)]
+    return RawDataset(
+        interactions=interactions,
+        items=_items_table(metas, release.with_description),
+        links=_links_table(metas, reviewed),
+        attributes={"category": AttributeConfig(), "brand": AttributeConfig()},
+        files={"interactions": reviews_path, "items": meta_path},
+    )
+
+
+def _find_reviews_2018(folder: Path) -> Path:
+    """The one `*.json[.gz]` file that is not metadata (2018 review files carry no prefix)."""
+    hits = sorted(
+        p for p in folder.rglob("*.json*")
+        if p.is_file() and p.name.endswith((".json", ".json.gz")) and not p.name.startswith("meta_")
+    )
+    if len(hits) > 1:
+        raise DataError(
+            f"{folder}: found several Amazon 2018 review files ({', '.join(str(h) for h in hits[:4])}); "
+            "keep exactly one in the dataset folder"
+        )
+    if not hits:
+        raise DataError(f"{folder}: no Amazon 2018 reviews file (looked for *.json[.gz] not named meta_*); check `dataset.format` and the source")
+    return hits[0]
+
+
+# --------------------------------------------------------------------------------------------
+# reviews
+
+
+def read_reviews(path: Path) -> pa.Table:
+    """user, item, timestamp from a JSON-lines review file (gzip is recognised by its .gz name)."""
+    options = pjson.ParseOptions(explicit_schema=REVIEW_SCHEMA, unexpected_field_behavior="ignore")
+    try:
+        table = pjson.read_json(str(path), read_options=pjson.ReadOptions(block_size=1 << 24), parse_options=options)
+    except pa.ArrowInvalid as exc:
+        raise DataError(_first_bad_review(path) or f"{path}: cannot read the reviews ({exc})") from None
+    if any(table.column(name).null_count for name in REVIEW_SCHEMA.names):  # a field missing or null somewhere
+        raise DataError(_first_bad_review(path) or f"{path}: some reviews lack {', '.join(REVIEW_SCHEMA.names)}")
+    return pa.table({"user": table.column("reviewerID"), "item": table.column("asin"), "timestamp": table.column("unixReviewTime")})
+
+
+def _first_bad_review(path: Path) -> str | None:
+    """The first line pyarrow could not read, explained (a Python pass, on error only)."""
+    expected = {"reviewerID": (str, "a string"), "asin": (str, "a string"), "unixReviewTime": (int, "an integer unix time")}
+    with open_text(path) as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                return f"{path}: line {n} is not valid JSON ({exc.msg}, column {exc.colno}). Fix or remove that line."
+            if not isinstance(record, dict):
+                return f"{path}: line {n} is not a JSON object. Fix or remove that line."
+            for field, (kind, what) in expected.items():
+                if field not in record:
+                    return (
+                        f"{path}: line {n}: no field `{field}`; the line has {', '.join(record) or 'no fields'}. "
+                        "Use an Amazon review file (or the `dataset.format` that matches this one)."
+                    )
+                value = record[field]
+                if not isinstance(value, kind) or isinstance(value, bool):
+                    return f"{path}: line {n}: field `{field}` is {value!r}, not {what}. Fix or remove that line."
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# metadata
+
+
+def _python_literal(line: str) -> object:
+    # literal_eval builds only literals, so a crafted metadata line cannot run code (eval could).
+    return ast.literal_eval(line)
+
+
+def read_metadata(path: Path, reviewed: set[str], parse: Callable[[str], object], line_kind: str) -> list[dict]:
+    """The metadata records of reviewed asins, first record per asin, in file order.
+
+    Lines whose asin is not reviewed are skipped unparsed, so only a bad line of a reviewed
+    item (or one without a recognisable asin) is an error.
+    """
+    records: dict[str, dict] = {}
+    n = 0
+    try:
+        with open_text(path) as f:
+            for n, line in enumerate(f, start=1):
+                found = _ASIN.search(line)
+                if not line.strip() or (found and found.group(1) not in reviewed):
+                    continue
+                record = _parse_line(path, n, line, parse, line_kind)
+                asin = record["asin"]
+                if asin in reviewed and asin not in records:
+                    records[asin] = record
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: line {n + 1} is not UTF-8 text ({exc.reason}). Fix or remove that line.") from None
+    return list(records.values())
+
+
+def _parse_line(path: Path, n: int, line: str, parse: Callable[[str], object], line_kind: str) -> dict:
+    try:
+        record = parse(line)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+        reason = getattr(exc, "msg", None) or str(exc).split(":")[0] or exc.__class__.__name__
+        raise DataError(f"{path}: line {n} is not {line_kind} ({reason}). Fix or remove that line.") from None
+    if not isinstance(record, dict) or not isinstance(record.get("asin"), str):
+        raise DataError(f"{path}: line {n} is not a record with a string `asin`. Fix or remove that line.")
+    return record
+
+
+def _meta_2014(record: dict) -> ItemMeta:
+    related = record.get("related") if isinstance(record.get("related"), dict) else {}
+    return ItemMeta(
+        asin=record["asin"],
+        title=_clean(record.get("title")),
+        brand=_clean(record.get("brand")),
+        paths=_paths(record.get("categories")),
+        links={"also_bought": _ids(related.get("also_bought")), "also_viewed": _ids(related.get("also_viewed"))},
+    )
+
+
+def _meta_2018(record: dict) -> ItemMeta:
+    description = record.get("description")
+    if isinstance(description, list):
+        description = description[0] if description else None
+    description = _clean(description, quotes=False)
+    return ItemMeta(
+        asin=record["asin"],
+        title=_clean(record.get("title")),
+        brand=_clean(record.get("brand")),
+        paths=_paths([record.get("category")]),
+        links={"also_bought": _ids(record.get("also_buy")), "also_viewed": _ids(record.get("also_view"))},
+        description=description[:DESCRIPTION_CHARS] if description else None,
+    )
+
+
+def _clean(value: object, quotes: bool = True) -> str | None:
+    """HTML entities decoded, double quotes (as the reference) and line breaks dropped, spaces collapsed."""
+    if not isinstance(value, str):
+        return None
+    text = html.unescape(value)
+    if quotes:
+        text = text.replace('"', "")
+    return " ".join(text.split()) or None
+
+
+def _paths(value: object) -> list[list[str]]:
+    if not isinstance(value, list):
+        return []
+    paths = []
+    for path in value:
+        if isinstance(path, list):
+            levels = [c for c in (_clean(level, quotes=False) for level in path) if c]
+            if levels:
+                paths.append(levels)
+    return paths
+
+
+def _ids(value: object) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _items_table(metas: list[ItemMeta], with_description: bool) -> pa.Table:
+    columns = {
+        "raw_id": pa.array([m.asin for m in metas], pa.string()),
+        "title": pa.array([m.title for m in metas], pa.string()),
+        "brand": pa.array([m.brand for m in metas], pa.string()),
+        # The LRD reference's category: third level of the first path, when it has one.
+        "category": pa.array([m.paths[0][2] if m.paths and len(m.paths[0]) > 2 else None for m in metas], pa.string()),
+        "leaf_categories": pa.array([list(dict.fromkeys(p[-1] for p in m.paths)) for m in metas], pa.list_(pa.string())),
+    }
+    if with_description:
+        columns["description"] = pa.array([m.description for m in metas], pa.string())
+    return pa.table(columns)
+
+
+def _links_table(metas: list[ItemMeta], reviewed: set[str]) -> pa.Table:
+    """Item-item links whose tail is reviewed too (heads are: only their metadata is kept)."""
+    heads, relations, tails = [], [], []
+    for m in metas:
+        for relation, targets in m.links.items():
+            kept = [t for t in targets if t in reviewed]
+            heads += [m.asin] * len(kept)
+            relations += [relation] * len(kept)
+            tails += kept
+    return pa.table([pa.array(heads, pa.string()), pa.array(relations, pa.string()), pa.array(tails, pa.string())], schema=LINKS_SCHEMA)
