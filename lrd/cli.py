@@ -111,3 +111,115 @@ def embed_info(params_path: str) -> None:
     """Print the manifest of the current embedding store."""
     store, _ = _store(params_path)
     click.echo(json.dumps(store.manifest, indent=2))
+
+
+# --------------------------------------------------------------------------------------------
+# SQL over the pipeline's tables
+
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+    help="Output format: an aligned table, CSV with a header, or a JSON list of objects.",
+)
+max_width_option = click.option(
+    "--max-width", default=40, show_default=True, type=click.IntRange(min=2), help="table format: cut cells longer than this (marked with an ellipsis)."
+)
+
+
+def _connect(params_path: str):
+    from lrd.config import load_params
+    from lrd.sql import open_views
+
+    return open_views(load_params(params_path))
+
+
+def _print_rows(columns, rows, fmt: str, max_width: int, more: bool = False) -> None:
+    """Print a result; say on stderr when --limit cut it short (so CSV/JSON stay clean)."""
+    from lrd.sql import format_rows
+
+    if not columns:
+        click.echo("ok (the statement returned no rows)", err=True)
+        return
+    click.echo(format_rows(columns, rows, fmt, max_width=max_width))
+    if fmt == "table":
+        click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''}{', more not shown' if more else ''})")
+    if more:
+        click.echo(f"showing the first {len(rows)} rows; raise --limit (0: all) to see more", err=True)
+
+
+@main.command()
+@click.argument("query", required=False)
+@click.option("--tables", "list_tables", is_flag=True, help="List the tables (views) with their row counts and files, instead of running a query.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=0), help="Print at most this many rows (0: all).")
+@format_option
+@max_width_option
+@params_option
+def sql(query: str | None, list_tables: bool, limit: int, fmt: str, max_width: int, params_path: str) -> None:
+    """Run a DuckDB SQL QUERY over the current dataset's tables ("-" reads it from stdin).
+
+    \b
+    Tables (each where its file exists): items, users, interactions, candidates,
+    relations (predefined triples), relation_types, latent, latent_joint, ranks, embeddings.
+    \b
+    Examples:
+      lrd sql --tables
+      lrd sql "SELECT kind, count(*) FROM relation_types GROUP BY kind"
+      lrd sql "SELECT * FROM latent WHERE probability >= 0.5" --format csv --limit 0 > confident.csv
+    """
+    from lrd.sql import run_query, table_counts
+
+    conn = _connect(params_path)
+    if list_tables:
+        if query:
+            raise click.UsageError("give a QUERY or --tables, not both")
+        columns, rows = table_counts(conn)
+        _print_rows(columns, rows, fmt, max_width=max(max_width, 60))
+        return
+    if query == "-":
+        query = click.get_text_stream("stdin").read()
+    if not query or not query.strip():
+        raise click.UsageError("give a QUERY (or --tables to see what there is to query)")
+    # One row more than asked tells whether the limit cut anything off.
+    columns, rows = run_query(conn, query, limit=limit + 1 if limit else None)
+    more = bool(limit) and len(rows) > limit
+    _print_rows(columns, rows[:limit] if limit else rows, fmt, max_width, more)
+
+
+@main.group()
+def relations() -> None:
+    """Look at relation types and the latent relations discover (or joint training) found."""
+
+
+@relations.command("show")
+@click.option("--type", "type_spec", required=True, help="Latent relation type: its id (e.g. 28) or name (e.g. latent_2); `lrd relations types` lists them.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many pairs to print.")
+@click.option("--min-probability", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0), help="Leave out pairs below this probability.")
+@click.option("--joint", is_flag=True, help="Read the relations after joint training (latent_joint.parquet) instead of discover's (latent.parquet).")
+@format_option
+@max_width_option
+@params_option
+def relations_show(type_spec: str, limit: int, min_probability: float, joint: bool, fmt: str, max_width: int, params_path: str) -> None:
+    """Pairs of one latent relation type, most probable first, with both items' titles."""
+    from lrd.sql import count_pairs, latent_pairs, resolve_latent_type
+
+    conn = _connect(params_path)
+    rid, name = resolve_latent_type(conn, type_spec)
+    total = count_pairs(conn, rid, min_probability, joint)
+    columns, rows = latent_pairs(conn, rid, limit, min_probability, joint)
+    if fmt == "table":
+        source = "latent_joint.parquet" if joint else "latent.parquet"
+        click.echo(f"{name} (id {rid}): {total} pair(s) with probability >= {min_probability:g} in {source}")
+    _print_rows(columns, rows, fmt, max_width, more=total > len(rows))
+
+
+@relations.command("types")
+@click.option("--min-probability", default=0.5, show_default=True, type=click.FloatRange(0.0, 1.0), help="Latent pairs at or above this probability count as confident.")
+@format_option
+@max_width_option
+@params_option
+def relations_types(min_probability: float, fmt: str, max_width: int, params_path: str) -> None:
+    """Every relation type: predefined ones with their triples, latent ones with their pairs."""
+    from lrd.sql import relation_type_summary
+
+    conn = _connect(params_path)
+    columns, rows = relation_type_summary(conn, min_probability)
+    _print_rows(columns, rows, fmt, max_width)

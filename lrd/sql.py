@@ -113,6 +113,16 @@ def _manifest_path(params: dict, dataset: str) -> Path:
     return (store_dir(dataset, EmbedConfig.from_params(params)) / "manifest.json").resolve()
 
 
+def _relative(path: str | None) -> str | None:
+    """`path` relative to the working directory when it lies below it (shorter to read)."""
+    if not path:
+        return path
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
 def _literal(text: str) -> str:
     """`text` as a SQL string literal (single quotes doubled)."""
     return "'" + text.replace("'", "''") + "'"
@@ -130,7 +140,7 @@ def table_counts(conn: duckdb.DuckDBPyConnection) -> tuple[list[str], list[tuple
     rows = []
     for name, source in views:
         count = run_query(conn, f'SELECT count(*) FROM "{name}"')[1][0][0]
-        rows.append((name, count, source))
+        rows.append((name, count, _relative(source)))
     return ["table", "rows", "source"], rows
 
 
@@ -260,9 +270,10 @@ def _require(conn: duckdb.DuckDBPyConnection, view: str, stage: str, why: str = 
 
 
 def format_table(columns: Sequence[str], rows: Sequence[Sequence], max_width: int = 40) -> str:
-    """An aligned plain-text table: numbers right-aligned, cells longer than max_width cut with …."""
+    """An aligned plain-text table: numbers right-aligned, text longer than max_width cut with …."""
     max_width = max(max_width, 2)
-    cells = [[_clip(_cell_text(v), max_width) for v in row] for row in rows]
+    # Numbers are never cut: a clipped number would read as a different number.
+    cells = [[_cell_text(v) if _is_number(v) else _clip(_cell_text(v), max_width) for v in row] for row in rows]
     header = [_clip(str(c), max_width) for c in columns]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
     numeric = [_is_numeric_column([row[i] for row in rows]) for i in range(len(columns))]

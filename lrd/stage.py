@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from typing import Callable
@@ -27,6 +28,9 @@ def setup_logging(verbose: bool = False) -> None:
 def run_stage(name: str, fn: Callable[[dict], None], params_path: str = "params.yaml") -> None:
     """Run `fn(params)` as stage `name`; an LRDError becomes one line on stderr and exit 1."""
     setup_logging(verbose=bool(os.environ.get("LRD_DEBUG")))
+    # `kill` (and DVC cancelling a run) sends SIGTERM: unwind like Ctrl-C so that temporary
+    # outputs are removed and earlier outputs stay in place.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     log = logging.getLogger(f"lrd.{name}")
     start = time.perf_counter()
     try:

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import gzip
 import html
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -33,7 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pjson
 
 from lrd.config import AttributeConfig, IngestConfig
-from lrd.data.readers.base import LINKS_SCHEMA, RawDataset, find_one, open_text
+from lrd.data.readers.base import LINKS_SCHEMA, RawDataset, find_one
 from lrd.errors import DataError
 
 REVIEW_SCHEMA = pa.schema([("reviewerID", pa.string()), ("asin", pa.string()), ("unixReviewTime", pa.int64())])
@@ -78,7 +79,9 @@ def read_amazon2014(folder: Path, cfg: IngestConfig) -> RawDataset:
 
 
 def read_amazon2018(folder: Path, cfg: IngestConfig) -> RawDataset:
-    release = Release(reviews_patterns=None, parse=json.loads, line_kind="a JSON object", to_meta=_meta_2018, with_description=True)
+    release = Release(
+        reviews_patterns=None, parse=json.loads, line_kind="a JSON object", to_meta=_meta_2018, with_description=True
+    )
     return _read(folder, "2018", release)
 
 
@@ -112,7 +115,10 @@ def _find_reviews_2018(folder: Path) -> Path:
             "keep exactly one in the dataset folder"
         )
     if not hits:
-        raise DataError(f"{folder}: no Amazon 2018 reviews file (looked for *.json[.gz] not named meta_*); check `dataset.format` and the source")
+        raise DataError(
+            f"{folder}: no Amazon 2018 reviews file (looked for *.json[.gz] not named meta_*); "
+            "check `dataset.format` and the source"
+        )
     return hits[0]
 
 
@@ -129,32 +135,44 @@ def read_reviews(path: Path) -> pa.Table:
         raise DataError(_first_bad_review(path) or f"{path}: cannot read the reviews ({exc})") from None
     if any(table.column(name).null_count for name in REVIEW_SCHEMA.names):  # a field missing or null somewhere
         raise DataError(_first_bad_review(path) or f"{path}: some reviews lack {', '.join(REVIEW_SCHEMA.names)}")
-    return pa.table({"user": table.column("reviewerID"), "item": table.column("asin"), "timestamp": table.column("unixReviewTime")})
+    columns = {"user": "reviewerID", "item": "asin", "timestamp": "unixReviewTime"}
+    return pa.table({ours: table.column(theirs) for ours, theirs in columns.items()})
 
 
 def _first_bad_review(path: Path) -> str | None:
     """The first line pyarrow could not read, explained (a Python pass, on error only)."""
     expected = {"reviewerID": (str, "a string"), "asin": (str, "a string"), "unixReviewTime": (int, "an integer unix time")}
-    with open_text(path) as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                return f"{path}: line {n} is not valid JSON ({exc.msg}, column {exc.colno}). Fix or remove that line."
-            if not isinstance(record, dict):
-                return f"{path}: line {n} is not a JSON object. Fix or remove that line."
-            for field, (kind, what) in expected.items():
-                if field not in record:
-                    return (
-                        f"{path}: line {n}: no field `{field}`; the line has {', '.join(record) or 'no fields'}. "
-                        "Use an Amazon review file (or the `dataset.format` that matches this one)."
-                    )
-                value = record[field]
-                if not isinstance(value, kind) or isinstance(value, bool):
-                    return f"{path}: line {n}: field `{field}` is {value!r}, not {what}. Fix or remove that line."
+    for n, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            return f"{path}: line {n} is not valid JSON ({exc.msg}, column {exc.colno}). Fix or remove that line."
+        if not isinstance(record, dict):
+            return f"{path}: line {n} is not a JSON object. Fix or remove that line."
+        for field, (kind, what) in expected.items():
+            if field not in record:
+                return (
+                    f"{path}: line {n}: no field `{field}`; the line has {', '.join(record) or 'no fields'}. "
+                    "Use an Amazon review file (or the `dataset.format` that matches this one)."
+                )
+            value = record[field]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                return f"{path}: line {n}: field `{field}` is {value!r}, not {what}. Fix or remove that line."
     return None
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a UTF-8 text file, gzipped or not; bad UTF-8 is a DataError."""
+    # Decoded line by line (not through a text wrapper, which decodes ahead) so the error names the line.
+    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+        for n, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}: line {n}: not UTF-8 text ({exc.reason} at byte {exc.start}). Fix the file's encoding.") from None
+            yield n, line
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,27 +191,27 @@ def read_metadata(path: Path, reviewed: set[str], parse: Callable[[str], object]
     item (or one without a recognisable asin) is an error.
     """
     records: dict[str, dict] = {}
-    n = 0
-    try:
-        with open_text(path) as f:
-            for n, line in enumerate(f, start=1):
-                found = _ASIN.search(line)
-                if not line.strip() or (found and found.group(1) not in reviewed):
-                    continue
-                record = _parse_line(path, n, line, parse, line_kind)
-                asin = record["asin"]
-                if asin in reviewed and asin not in records:
-                    records[asin] = record
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: line {n + 1} is not UTF-8 text ({exc.reason}). Fix or remove that line.") from None
+    for n, line in _lines(path):
+        found = _ASIN.search(line)
+        if not line.strip() or (found and found.group(1) not in reviewed):
+            continue
+        record = _parse_line(path, n, line, parse, line_kind)
+        asin = record["asin"]
+        if asin in reviewed and asin not in records:
+            records[asin] = record
     return list(records.values())
 
 
 def _parse_line(path: Path, n: int, line: str, parse: Callable[[str], object], line_kind: str) -> dict:
     try:
-        record = parse(line)
+        record = parse(line.rstrip("\r\n"))
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
-        reason = getattr(exc, "msg", None) or str(exc).split(":")[0] or exc.__class__.__name__
+        # JSONDecodeError and SyntaxError say what is wrong; literal_eval's ValueError names an AST node.
+        reason = getattr(exc, "msg", None)
+        if not reason:
+            reason = "it holds an expression, not only values" if isinstance(exc, ValueError) else type(exc).__name__
+        column = getattr(exc, "colno", None) or getattr(exc, "offset", None)
+        reason += f"; column {column}" if column else ""
         raise DataError(f"{path}: line {n} is not {line_kind} ({reason}). Fix or remove that line.") from None
     if not isinstance(record, dict) or not isinstance(record.get("asin"), str):
         raise DataError(f"{path}: line {n} is not a record with a string `asin`. Fix or remove that line.")

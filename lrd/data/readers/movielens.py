@@ -5,7 +5,7 @@ ML-100K (`u.data`, `u.item`, `u.genre`):
     u.item   id|title|release date (01-Jan-1995)|video release|IMDb URL|one 0/1 flag per genre,
              ISO-8859-1, no header.
     u.genre  name|index, one line per genre flag column of u.item, in column order.
-ML-1M (and ML-10M, same layout) (`ratings.dat`, `movies.dat`), ISO-8859-1, no header:
+ML-1M (`ratings.dat`, `movies.dat`), ISO-8859-1, no header:
     ratings.dat  UserID::MovieID::Rating::Timestamp
     movies.dat   MovieID::Title::Genres, genres separated by "|".
 

@@ -28,7 +28,6 @@ from lrd.data.readers.base import LINKS_SCHEMA, RawDataset, find_one, read_bytes
 from lrd.errors import DataError
 
 SPLITS = ("train", "dev", "test")
-ID_LISTS = pa.list_(pa.int64())
 
 
 def read_rechorus(folder: Path, cfg: IngestConfig) -> RawDataset:
@@ -82,7 +81,7 @@ def _candidates(path: Path, table: pa.Table, split: str, n_negatives: int) -> pa
         row = int(wrong[0])
         raise DataError(
             f"{path}: line {row + 2}: neg_items has {lengths[row]} ids, expected {n_negatives} (`ingest.n_negatives`). "
-            f"Set `ingest.n_negatives` to this dataset's value in params.yaml ({len(wrong)} rows differ)."
+            f"Set `ingest.n_negatives` to this dataset's value in params.yaml ({len(wrong)} of {len(lengths)} rows differ)."
         )
     return pa.table(
         {
@@ -97,22 +96,29 @@ def _candidates(path: Path, table: pa.Table, split: str, n_negatives: int) -> pa
 def parse_id_lists(column: pa.ChunkedArray, path: Path, name: str) -> pa.ListArray:
     """Python list literals of integers ("[12, 57, 3]", "[]") -> list<int64>, without a Python loop.
 
-    Line numbers in errors assume a header line (row 0 is line 2).
+    numpy's "[12 57  3]" is read too. Line numbers in errors assume a header line (row 0 is line 2).
     """
     text = pc.utf8_trim(column.combine_chunks(), "[] ")
-    parts = pc.split_pattern_regex(text, r"\s*,\s*")
+    compact = pc.replace_substring(text, ", ", ",")
+    if pc.any(pc.match_substring(compact, " ")).as_py():  # numpy style or odd spacing: the slower regex split
+        parts = pc.split_pattern_regex(text, r"\s*,\s*|\s+")
+    else:
+        parts = pc.split_pattern(compact, ",")
     parts = pc.if_else(pc.equal(text, ""), pa.scalar([], pa.list_(pa.string())), parts)
     lengths = pc.list_value_length(parts).to_numpy(zero_copy_only=False)
     flat = pc.list_flatten(parts)
-    valid = pc.match_substring_regex(flat, r"^-?\d+$").to_numpy(zero_copy_only=False)
-    if not valid.all():
+    try:
+        values = pc.cast(flat, pa.int64())
+    except pa.ArrowInvalid:
+        # 18 digits at most, so an int64 overflow is found too.
+        valid = pc.match_substring_regex(flat, r"^-?\d{1,18}$").to_numpy(zero_copy_only=False)
         row = pc.list_parent_indices(parts)[int(np.argmin(valid))].as_py()
         raise DataError(
             f"{path}: line {row + 2}, column `{name}`: {column[row].as_py()!r} is not a list of integer ids "
             "like [12, 57, 3]. Fix that line."
-        )
+        ) from None
     offsets = pa.array(np.r_[0, np.cumsum(lengths)].astype(np.int32))
-    return pa.ListArray.from_arrays(offsets, pc.cast(flat, pa.int64()))
+    return pa.ListArray.from_arrays(offsets, values)
 
 
 def _read_item_meta(path: Path, interaction_items: pa.Array) -> tuple[pa.Table, pa.Table, list[str]]:
@@ -156,11 +162,16 @@ def _read_item_text(path: Path) -> pa.Table:
     """item id (int64) and text; the first line is a header when its first field is not an integer."""
     data = read_bytes(path)
     first = data.split(b"\n", 1)[0].decode("utf-8", errors="replace").rstrip("\r").split("\t")
-    if first[0].strip().lstrip("-").isdigit():
-        return read_delimited(path, {"id": pa.int64(), "text": pa.string()}, header=["id", "text"], data=data)
-    if len(first) != 2:
-        raise DataError(f"{path}: line 1: expected two tab-separated columns (id, text), got {len(first)}. Fix the header.")
-    return read_delimited(path, {"id": pa.int64(), "text": pa.string()}, data=data, rename={first[0]: "id", first[1]: "text"})
+    types = {"id": pa.int64(), "text": pa.string()}
+    try:
+        if first[0].strip().lstrip("-").isdigit():
+            return read_delimited(path, types, header=["id", "text"], data=data)
+        if len(first) != 2:
+            raise DataError(f"{path}: line 1: expected two tab-separated columns (id, text), got {len(first)}. Fix the header.")
+        return read_delimited(path, types, data=data, rename={first[0]: "id", first[1]: "text"})
+    except DataError as exc:
+        # A text file keyed by raw ids (asins) needs mapping first; say so beside the line.
+        raise DataError(f"{exc} Ids must be the integer item ids of train.csv.") from None
 
 
 def _items_table(interaction_items: pa.Array, meta: pa.Table, text: pa.Table | None) -> pa.Table:
