@@ -317,7 +317,7 @@ class TrainConfig:
     init_from_discover: bool = True
     precision: typing.Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the CPU/GPU has it
     threads: int | None = None  # torch CPU threads (default: torch's choice)
-    full_ranking: bool = False  # also rank every item (minus the user's train items) at test time
+    full_ranking: bool = False  # also rank every item (minus the user's earlier ones) at test time
 
     def validate(self) -> None:
         if not self.seeds:

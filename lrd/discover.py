@@ -109,7 +109,7 @@ def train_discovery(model: DiscoveryModel, data: TrainingData, cfg: DiscoverConf
         held = holdout_metrics(model, hold_batches)
         row = {"epoch": epoch, "train_loss": total / n_batches, **{f"holdout_{k}": v for k, v in held.items()}, "seconds": round(time.perf_counter() - t0, 2)}
         curve.append(row)
-        improved = held["lrd"] < best * (1 - cfg.min_delta)
+        improved = best_state is None or best - held["lrd"] > cfg.min_delta * abs(best)  # the loss can be negative
         log.info("discover epoch %d: train loss %.4f | held-out LRD loss %.4f, reconstruction accuracy %.4f%s [%.1f s]",
                  epoch, row["train_loss"], held["lrd"], held["lrd_accuracy"], " *" if improved else "", row["seconds"])
         if improved:

@@ -87,7 +87,7 @@ RANKS = pa.schema(
     [
         pa.field("model", pa.string(), nullable=False),
         pa.field("seed", pa.int32(), nullable=False),
-        pa.field("split", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),  # dev | test | test_full (ranked among all items)
         pa.field("user", pa.int32(), nullable=False),
         pa.field("target", pa.int32(), nullable=False),
         # 1 = best. A negative scoring equal to the target counts as ranked above it, so ties

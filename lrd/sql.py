@@ -31,10 +31,6 @@ from lrd.errors import ConfigError, DataError, MissingUpstreamError, QueryError
 # the predefined relations; discovered ones are `latent`).
 _PROCESSED = ("items", "users", "interactions", "candidates", "relations")
 
-# Characters that make DuckDB treat a path as a glob pattern.
-_GLOB_CHARS = re.compile(r"[*?\[]")
-
-
 # --------------------------------------------------------------------------------------------
 # views
 
@@ -84,21 +80,17 @@ def _add_parquet(out: list, name: str, path: Path) -> None:
 
 
 def _ranks_view(models: Path) -> tuple[str, str, str] | None:
-    """The union of models/*/ranks.parquet, or None when no model has been trained yet."""
-    if not any(_visible_ranks(models)):
+    """The union of models/*/ranks.parquet, or None when no model has been trained yet.
+
+    The files are listed rather than globbed: a glob would also match the hidden folder of a
+    model being trained right now (models/.<name>.tmp-xxxx/), and read odd folder names as
+    patterns.
+    """
+    files = _visible_ranks(models)
+    if not files:
         return None
-    if _GLOB_CHARS.search(str(models)):  # the folder's own name would be read as a pattern
-        files = ", ".join(_literal(str(p)) for p in _visible_ranks(models))
-        return "ranks", f"SELECT * FROM read_parquet([{files}], union_by_name = true)", str(models / "*" / "ranks.parquet")
-    pattern = str(models / "*" / "ranks.parquet")
-    # DuckDB's glob also matches hidden folders: a model being trained right now writes to
-    # models/.<name>.tmp-xxxx/, whose rows would show up twice.
-    hidden = str(models) + "/."
-    select = (
-        f"SELECT * EXCLUDE (filename) FROM read_parquet({_literal(pattern)}, union_by_name = true, filename = true) "
-        f"WHERE NOT starts_with(filename, {_literal(hidden)})"
-    )
-    return "ranks", select, pattern
+    listed = ", ".join(_literal(str(p)) for p in files)
+    return "ranks", f"SELECT * FROM read_parquet([{listed}], union_by_name = true)", str(models / "*" / "ranks.parquet")
 
 
 def _visible_ranks(models: Path) -> list[Path]:

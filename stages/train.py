@@ -24,7 +24,8 @@ from lrd.sequences import Sequences
 from lrd.stage import run_stage
 from lrd.train.build import build_model, init_from_discover, parameter_count, relabel_pairs, relation_graph, text_vectors
 from lrd.train.data import DatasetTables, TrainingData
-from lrd.train.trainer import FitSettings, autocast_dtype, fit
+from lrd.evaluate import ranking_metrics
+from lrd.train.trainer import FitSettings, autocast_dtype, fit, full_ranks
 
 log = logging.getLogger("lrd.train")
 
@@ -74,8 +75,14 @@ def run(params: dict, name: str) -> None:
                 raise ModelError(str(exc).replace(str(tmp / f"seed{seed}.pt"), str(rescued))) from None
             results.append((seed, result))
             curves += [{"seed": seed, **row} for row in result.curve]
-            for split, r in (("dev", result.dev_ranks), ("test", result.test_ranks)):
-                ev = data.eval[split]
+            splits = [("dev", "dev", result.dev_ranks), ("test", "test", result.test_ranks)]
+            if cfg.full_ranking:
+                full = full_ranks(model, data, "test", settings)
+                result.test_full = ranking_metrics(full)
+                splits.append(("test_full", "test", full))
+                log.info("%s seed %d, ranking all items: test NDCG@10 %.4f HR@10 %.4f", name, seed, result.test_full["NDCG@10"], result.test_full["HR@10"])
+            for split, source, r in splits:
+                ev = data.eval[source]
                 ranks.append(pa.table({
                     "model": [name] * len(r), "seed": np.full(len(r), seed, np.int32), "split": [split] * len(r),
                     "user": ev.users, "target": ev.candidates[:, 0].astype(np.int32), "rank": r,
@@ -99,6 +106,9 @@ def summary(name, spec, cfg, results, model, graph, amp) -> dict:
 
     test, test_std = mean_std("test")
     dev, dev_std = mean_std("dev")
+    extra = {}
+    if getattr(results[0][1], "test_full", None):
+        extra["test_full_ranking"], extra["test_full_ranking_std"] = mean_std("test_full")
     return {
         "model": name,
         "arch": spec.arch,
@@ -109,6 +119,7 @@ def summary(name, spec, cfg, results, model, graph, amp) -> dict:
         "test_std": test_std,
         "dev": dev,
         "dev_std": dev_std,
+        **extra,
         "relation_channels": graph.n_relations if graph else 0,
         "parameters": parameter_count(model),
         "precision": str(amp or "fp32"),

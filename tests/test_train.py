@@ -153,3 +153,16 @@ def test_train_without_upstream_names_the_stage(tmp_path, monkeypatch):
     params = tiny_params(tmp_path)
     with pytest.raises(MissingUpstreamError, match=r"dvc repro ingest"):
         train_stage.run(params, "kda")
+
+
+def test_full_ranking_is_never_better_than_the_sampled_rank(ws):
+    _, params = ws
+    params["train"]["full_ranking"] = True
+    params["train"]["max_epochs"] = 1
+    m = _train(params, "kda")
+    ranks = pq.read_table("models/kda/ranks.parquet").to_pylist()
+    sampled = {r["user"]: r["rank"] for r in ranks if r["split"] == "test"}
+    full = {r["user"]: r["rank"] for r in ranks if r["split"] == "test_full"}
+    assert len(full) == 40 and max(full.values()) <= 30
+    assert all(full[u] >= sampled[u] for u in full)
+    assert m["test_full_ranking"]["HR@20"] <= 1.0

@@ -75,6 +75,7 @@ class FitResult:
     train_seconds: float
     eval_seconds: float
     seconds_per_epoch: float
+    test_full: dict[str, float] | None = None  # ranking over all items, when asked for
 
 
 def optimizer_for(model: nn.Module, lr: float, l2: float) -> torch.optim.Optimizer:
@@ -93,6 +94,39 @@ def evaluate_ranks(model: nn.Module, data: TrainingData, split: str, s: FitSetti
     with autocast(s.device, s.amp):
         for batch, sl in data.eval_batches(split, s.eval_users):
             ranks[sl] = ranks_from_scores(model.scores(batch.to(s.device))).cpu().numpy()
+    return ranks
+
+
+@torch.inference_mode()
+def full_ranks(model: nn.Module, data: TrainingData, split: str, s: FitSettings, item_chunk: int = 2048) -> np.ndarray:
+    """Rank of each held-out item among all items, leaving out those the user had before it.
+
+    The second protocol beside the 100 stored candidates. Items are scored in chunks, so
+    memory stays bounded whatever the catalog size; ties count against the held-out item.
+    """
+    model.eval()
+    seqs, n_items = data.seqs, data.seqs.n_items
+    ev = data.eval[split]
+    ranks = np.empty(len(ev.users), dtype=np.int64)
+    with autocast(s.device, s.amp):
+        for batch, sl in data.eval_batches(split, s.eval_users):
+            batch = batch.to(s.device)
+            positions, targets = ev.positions[sl], ev.candidates[sl, 0]
+            b = len(positions)
+            seen = np.zeros((b, n_items + 1), dtype=bool)  # earlier items of each user, and the target
+            lengths = positions - seqs.start[positions]
+            rows = np.repeat(np.arange(b), lengths)
+            offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            seen[rows, seqs.items[np.repeat(seqs.start[positions], lengths) + offsets]] = True
+            seen[np.arange(b), targets] = True
+            seen = torch.from_numpy(seen).to(s.device)
+            target_score = model.scores(dataclasses.replace(batch, candidates=batch.candidates[:, :1]))
+            beaten = torch.zeros(b, dtype=torch.long, device=s.device)
+            for lo in range(1, n_items + 1, item_chunk):
+                items = torch.arange(lo, min(lo + item_chunk, n_items + 1), device=s.device)
+                scores = model.scores(dataclasses.replace(batch, candidates=items.expand(b, -1)))
+                beaten += ((scores >= target_score) & ~seen[:, items]).sum(1)
+            ranks[sl] = (1 + beaten).cpu().numpy()
     return ranks
 
 
