@@ -31,6 +31,7 @@ from lrd.models.blocks import init_normal
 from lrd.models.lrd import LatentRelationDiscovery, distmult_kg_loss
 from lrd.sequences import Sequences
 from lrd.train.data import TrainingData
+from lrd.train.trainer import optimizer_for
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +90,7 @@ def train_discovery(model: DiscoveryModel, data: TrainingData, cfg: DiscoverConf
     hold, fit_pos = np.sort(positions[:n_hold]), positions[n_hold:]
     # The held-out pairs and their negatives are drawn once, so epochs compare like with like.
     hold_batches = list(data.epoch(np.random.default_rng(cfg.seed + 1), 4096, False, True, positions=hold))
-    opt = torch.optim.Adam(
-        [{"params": [p for n, p in model.named_parameters() if "bias" not in n], "weight_decay": cfg.l2},
-         {"params": [p for n, p in model.named_parameters() if "bias" in n], "weight_decay": 0.0}],
-        lr=cfg.lr,
-    )
+    opt = optimizer_for(model, cfg.lr, cfg.l2)
     best, best_epoch, best_state, curve = np.inf, 0, None, []
     n_batches = -(-len(fit_pos) // cfg.batch_size)
     for epoch in range(1, cfg.max_epochs + 1):

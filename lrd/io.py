@@ -92,13 +92,6 @@ def read_parquet(path: str | os.PathLike, stage: str, columns: list[str] | None 
         raise DataError(f"{path} is not a readable Parquet file ({exc}): re-run `dvc repro -f {stage}`") from None
 
 
-def require(path: str | os.PathLike, stage: str) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise MissingUpstreamError(f"{path} does not exist: run `dvc repro {stage}` first")
-    return path
-
-
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -14,9 +14,6 @@ import pyarrow as pa
 
 from lrd.data.protocol import UserItemSet
 
-_SPLIT_RANK = {"train": 0, "dev": 1, "test": 2}
-
-
 @dataclasses.dataclass
 class Sequences:
     n_users: int

@@ -26,6 +26,7 @@ from lrd.reports import write_curve
 from lrd.sequences import Sequences
 from lrd.stage import run_stage
 from lrd.train.data import DatasetTables, TrainingData
+from lrd.train.trainer import seed_torch
 
 log = logging.getLogger("lrd.discover")
 
@@ -45,7 +46,7 @@ def run(params: dict) -> None:
     log.info("%d items, %d relation types (%d latent), %d training pairs rows, KG weight %.3f",
              tables.n_items, graph.n_relations, cfg.latent_types, data.n_train, kg_weight)
 
-    torch.manual_seed(cfg.seed)
+    seed_torch(cfg.seed, torch.device("cpu"))
     lrd = LatentRelationDiscovery(text, cfg.dim, graph.n_relations, cfg.alpha, cfg.drop_virtual, cfg.objective)
     model = DiscoveryModel(graph, cfg.dim, lrd, kg_weight)
     result = train_discovery(model, data, cfg)

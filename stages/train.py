@@ -22,10 +22,11 @@ from lrd.io import atomic_path, write_json, write_parquet
 from lrd.reports import write_curve
 from lrd.sequences import Sequences
 from lrd.stage import run_stage
-from lrd.train.build import build_model, init_from_discover, parameter_count, relabel_pairs, relation_graph, text_vectors
+from lrd.discover import text_matrix
+from lrd.train.build import build_model, init_from_discover, parameter_count, relabel_pairs, relation_graph
 from lrd.train.data import DatasetTables, TrainingData
 from lrd.evaluate import ranking_metrics
-from lrd.train.trainer import FitSettings, autocast_dtype, fit, full_ranks
+from lrd.train.trainer import FitSettings, autocast_dtype, fit, full_ranks, seed_torch
 
 log = logging.getLogger("lrd.train")
 
@@ -42,7 +43,7 @@ def run(params: dict, name: str) -> None:
     graph = relation_graph(spec, cfg, dcfg, tables, latent_table)
     text = None
     if spec.lrd:
-        text = text_vectors(EmbeddingStore.open(store_dir(dataset.name, EmbedConfig.from_params(params))), tables.n_items)
+        text = text_matrix(EmbeddingStore.open(store_dir(dataset.name, EmbedConfig.from_params(params))), tables.n_items)
     seqs = Sequences.from_table(tables.interactions, tables.n_users, tables.n_items)
     data = TrainingData(seqs, tables.candidates, cfg.history_max, graph)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -56,7 +57,7 @@ def run(params: dict, name: str) -> None:
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         for seed in cfg.seeds:
-            torch.manual_seed(seed)
+            seed_torch(seed, device)
             model = build_model(spec, cfg, dcfg, tables, graph, text)
             if spec.lrd and cfg.init_from_discover:
                 init_from_discover(model, graph, cfg, dcfg)

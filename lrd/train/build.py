@@ -78,12 +78,6 @@ def init_from_discover(model: RelationalRecommender, graph: RelationGraph, cfg: 
             dict(model.lrd.named_parameters())[name].copy_(state[f"lrd.{name}"])
 
 
-def text_vectors(store, n_items: int) -> torch.Tensor:
-    from lrd.discover import text_matrix
-
-    return text_matrix(store, n_items)
-
-
 def parameter_count(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
 
