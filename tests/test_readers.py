@@ -216,6 +216,14 @@ def test_amazon2018_reader(tmp_path):
     assert raw.files["interactions"].name == "Office_Products_5.json"
 
 
+def test_amazon_reviews_of_items_without_metadata_are_left_out(tmp_path, caplog):
+    lines = [repr({"asin": a, "title": t}) for a, t in [("A1", "Pens"), ("A2", "Stapler"), ("A3", "Paper")]]
+    raw = read_dataset("amazon2014", write_amazon2014(tmp_path, meta_lines=lines), _cfg())
+    assert set(raw.interactions.column("item").to_pylist()) == {"A1", "A2", "A3"}
+    assert raw.interactions.num_rows == 9  # A4's two reviews are gone
+    assert "1 reviewed items have no metadata line; their 2 reviews are left out" in caplog.text
+
+
 def test_amazon_missing_metadata(tmp_path):
     write_amazon2014(tmp_path)
     (tmp_path / "meta_Office_Products.json").unlink()

@@ -25,6 +25,7 @@ import dataclasses
 import gzip
 import html
 import json
+import logging
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +37,8 @@ import pyarrow.json as pjson
 from lrd.config import AttributeConfig, IngestConfig
 from lrd.data.readers.base import LINKS_SCHEMA, RawDataset, find_one
 from lrd.errors import DataError
+
+log = logging.getLogger(__name__)
 
 REVIEW_SCHEMA = pa.schema([("reviewerID", pa.string()), ("asin", pa.string()), ("unixReviewTime", pa.int64())])
 DESCRIPTION_CHARS = 300
@@ -94,6 +97,14 @@ def _read(folder: Path, year: str, release: Release) -> RawDataset:
     interactions = read_reviews(reviews_path)
     reviewed = set(pc.unique(interactions.column("item")).to_pylist())
     metas = [release.to_meta(r) for r in read_metadata(meta_path, reviewed, release.parse, release.line_kind)]
+    described = pa.array([m.asin for m in metas], pa.string())
+    keep = pc.is_in(interactions.column("item"), value_set=described)
+    if not pc.all(keep).as_py():
+        # An item without a metadata line has no text for the LLM; its reviews go before the k-core.
+        missing = len(reviewed) - len(described)
+        log.warning("%s: %d reviewed items have no metadata line; their %d reviews are left out",
+                    meta_path, missing, interactions.num_rows - pc.sum(keep).as_py())
+        interactions = interactions.filter(keep)
     return RawDataset(
         interactions=interactions,
         items=_items_table(metas, release.with_description),
