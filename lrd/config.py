@@ -314,7 +314,7 @@ class TrainConfig:
     l2: float = 1.0e-6
     kg_weight: float | None = None  # γ; null = |triples| / |interactions|
     lrd_weight: float = 10.0  # λ
-    init_from_discover: bool = True
+    init_from_discover: bool = False  # +LRD models start from the discover checkpoint
     precision: typing.Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the CPU/GPU has it
     threads: int | None = None  # torch CPU threads (default: torch's choice)
     full_ranking: bool = False  # also rank every item (minus the user's earlier ones) at test time

@@ -118,9 +118,32 @@ def test_unknown_model_lists_the_valid_ones(ws):
         train_stage.run(params, "kdaa")
 
 
+def test_lrd_model_starts_from_the_discover_checkpoint(ws):
+    from lrd.config import DiscoverConfig, TrainConfig, dataset_config
+    from lrd.discover import text_matrix
+    from lrd.embed.store import EmbeddingStore
+    from lrd.train.build import build_model, init_from_discover, relation_graph
+    from lrd.train.data import DatasetTables
+
+    _, params = ws
+    params["train"]["init_from_discover"] = True
+    cfg, dcfg = TrainConfig.from_params(params), DiscoverConfig.from_params(params)
+    tables = DatasetTables.load(dataset_config(params).processed_dir)
+    spec = cfg.spec("kda_lrd")
+    graph = relation_graph(spec, cfg, dcfg, tables, Path("data/relations/tiny/latent.parquet"))
+    text = text_matrix(EmbeddingStore.open(next(Path("data/embeddings/tiny").iterdir())), tables.n_items)
+    model = build_model(spec, cfg, dcfg, tables, graph, text)
+    init_from_discover(model, graph, cfg, dcfg)
+    state = torch.load("models/discover/checkpoint.pt", weights_only=True)["state"]
+    assert torch.equal(model.entities.weight, state["entities.weight"])
+    assert torch.equal(model.lrd.extract.weight, state["lrd.extract.weight"])
+    _train(params, "kda_lrd")  # and the stage trains from there
+
+
 def test_stale_discover_checkpoint_is_refused(ws):
     _, params = ws
     params["discover"]["latent_types"] = 4  # discover ran with 3
+    params["train"]["init_from_discover"] = True
     with pytest.raises(ConfigError, match="was made with other settings.*dvc repro discover"):
         train_stage.run(params, "kda_lrd")
 
