@@ -108,7 +108,7 @@ def summary(name, spec, cfg, results, model, graph, amp) -> dict:
     test, test_std = mean_std("test")
     dev, dev_std = mean_std("dev")
     extra = {}
-    if getattr(results[0][1], "test_full", None):
+    if results[0][1].test_full is not None:
         extra["test_full_ranking"], extra["test_full_ranking_std"] = mean_std("test_full")
     return {
         "model": name,

@@ -125,11 +125,9 @@ def full_ranks(model: nn.Module, data: TrainingData, split: str, s: FitSettings,
             batch = batch.to(s.device)
             positions, targets = ev.positions[sl], ev.candidates[sl, 0]
             b = len(positions)
+            earlier, _ = seqs.history(positions, int((positions - seqs.start[positions]).max()))
             seen = np.zeros((b, n_items + 1), dtype=bool)  # earlier items of each user, and the target
-            lengths = positions - seqs.start[positions]
-            rows = np.repeat(np.arange(b), lengths)
-            offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-            seen[rows, seqs.items[np.repeat(seqs.start[positions], lengths) + offsets]] = True
+            seen[np.arange(b)[:, None], earlier] = True  # padding marks column 0, which is never scored
             seen[np.arange(b), targets] = True
             seen = torch.from_numpy(seen).to(s.device)
             target_score = model.scores(dataclasses.replace(batch, candidates=batch.candidates[:, :1]))
