@@ -1,10 +1,11 @@
-# Two entry points: `make repro` runs the whole pipeline, `make test` runs the test suite.
+# Two entry points: `make repro` runs the whole pipeline, `make test` runs the test suite
+# (`make test-fast` leaves out the end-to-end DVC runs, for a quick loop).
 # Each creates .venv on first use (and again whenever pyproject.toml changes).
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: repro test clean-venv
+.PHONY: repro test test-fast clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +18,9 @@ repro: $(STAMP)
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DVC_NO_ANALYTICS=1 $(VENV)/bin/python -m pytest -q
+
+test-fast: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DVC_NO_ANALYTICS=1 $(VENV)/bin/python -m pytest -q -m "not e2e"
 
 clean-venv:
 	rm -rf $(VENV)

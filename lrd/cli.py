@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 
@@ -25,9 +24,11 @@ class _Group(click.Group):
             sys.exit(1)
 
 
-params_option = click.option(
-    "--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False), help="params.yaml to read."
-)
+def params_option(f):
+    """--params and --dataset: which params.yaml, and which of its datasets (default: the first)."""
+    f = click.option("--dataset", default=None, help="A dataset of params.yaml `datasets` (default: the first one).")(f)
+    return click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False),
+                        help="params.yaml to read.")(f)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -42,24 +43,24 @@ def main() -> None:
     """
 
 
-def _context(params_path: str):
+def _context(params_path: str, dataset: str | None):
     from lrd.config import EmbedConfig, dataset_config, load_params
 
     params = load_params(params_path)
-    return params, dataset_config(params), EmbedConfig.from_params(params)
+    return params, dataset_config(params, dataset), EmbedConfig.from_params(params)
 
 
-def _store(params_path: str):
+def _store(params_path: str, dataset: str | None):
     from lrd.embed.store import EmbeddingStore, store_dir
 
-    _, dataset, embed = _context(params_path)
-    return EmbeddingStore.open(store_dir(dataset.name, embed)), dataset
+    _, dataset, embed = _context(params_path, dataset)
+    return EmbeddingStore.open(store_dir(dataset.paths, embed)), dataset
 
 
 def _titles(dataset) -> dict[int, str]:
     from lrd.io import read_parquet
 
-    items = read_parquet(dataset.processed_dir / "items.parquet", "ingest", columns=["item", "title", "text"])
+    items = read_parquet(dataset.paths.table("items"), "ingest", columns=["item", "title", "text"])
     titles = items.column("title").to_pylist()
     texts = items.column("text").to_pylist()
     return {i: (t or x) for i, t, x in zip(items.column("item").to_pylist(), titles, texts)}
@@ -87,12 +88,14 @@ def _resolve_item(query: str, titles: dict[int, str]) -> int:
 @click.option("--k", default=10, show_default=True, help="How many neighbours.")
 @click.option("--text", "free_text", help="Search with free text instead of an item (encodes it with the store's model).")
 @params_option
-def neighbors(item: str | None, k: int, free_text: str | None, params_path: str) -> None:
+def neighbors(item: str | None, k: int, free_text: str | None, params_path: str, dataset: str | None) -> None:
     """Nearest items to ITEM (an item id or a title substring) in the embedding store."""
-    store, dataset = _store(params_path)
+    store, dataset = _store(params_path, dataset)
     titles = _titles(dataset)
     if free_text:
-        ids, scores = store.search(store.encode_query(free_text), k)
+        from lrd.embed.query import encode_query
+
+        ids, scores = store.search(encode_query(store, free_text), k)
         click.echo(f"nearest to {free_text!r} ({store.manifest['model']}):")
     elif item:
         query = _resolve_item(item, titles)
@@ -107,9 +110,9 @@ def neighbors(item: str | None, k: int, free_text: str | None, params_path: str)
 
 @main.command("embed-info")
 @params_option
-def embed_info(params_path: str) -> None:
+def embed_info(params_path: str, dataset: str | None) -> None:
     """Print the manifest of the current embedding store."""
-    store, _ = _store(params_path)
+    store, _ = _store(params_path, dataset)
     click.echo(json.dumps(store.manifest, indent=2))
 
 
@@ -125,16 +128,16 @@ max_width_option = click.option(
 )
 
 
-def _connect(params_path: str):
+def _connect(params_path: str, dataset: str | None):
     from lrd.config import load_params
     from lrd.sql import open_views
 
-    return open_views(load_params(params_path))
+    return open_views(load_params(params_path), dataset)
 
 
 def _print_rows(columns, rows, fmt: str, max_width: int, more: bool = False) -> None:
     """Print a result; say on stderr when --limit cut it short (so CSV/JSON stay clean)."""
-    from lrd.sql import format_rows
+    from lrd.format import format_rows
 
     if not columns:
         click.echo("ok (the statement returned no rows)", err=True)
@@ -153,7 +156,7 @@ def _print_rows(columns, rows, fmt: str, max_width: int, more: bool = False) -> 
 @format_option
 @max_width_option
 @params_option
-def sql(query: str | None, list_tables: bool, limit: int, fmt: str, max_width: int, params_path: str) -> None:
+def sql(query: str | None, list_tables: bool, limit: int, fmt: str, max_width: int, params_path: str, dataset: str | None) -> None:
     """Run a DuckDB SQL QUERY over the current dataset's tables ("-" reads it from stdin).
 
     \b
@@ -164,10 +167,14 @@ def sql(query: str | None, list_tables: bool, limit: int, fmt: str, max_width: i
       lrd sql --tables
       lrd sql "SELECT kind, count(*) FROM relation_types GROUP BY kind"
       lrd sql "SELECT * FROM latent WHERE probability >= 0.5" --format csv --limit 0 > confident.csv
+
+    Several statements separated by ";" all run; only the last one's result is printed.
+    The query can read and write any file you can (DuckDB's read_csv, COPY ... TO, ...): this
+    is a local tool with your own permissions, not a sandbox for untrusted SQL.
     """
     from lrd.sql import run_query, table_counts
 
-    conn = _connect(params_path)
+    conn = _connect(params_path, dataset)
     if list_tables:
         if query:
             raise click.UsageError("give a QUERY or --tables, not both")
@@ -178,10 +185,22 @@ def sql(query: str | None, list_tables: bool, limit: int, fmt: str, max_width: i
         query = click.get_text_stream("stdin").read()
     if not query or not query.strip():
         raise click.UsageError("give a QUERY (or --tables to see what there is to query)")
+    statements = _statement_count(query)
+    if statements > 1:
+        click.echo(f"{statements} statements given: all run, only the last one's result is shown", err=True)
     # One row more than asked tells whether the limit cut anything off.
     columns, rows = run_query(conn, query, limit=limit + 1 if limit else None)
     more = bool(limit) and len(rows) > limit
     _print_rows(columns, rows[:limit] if limit else rows, fmt, max_width, more)
+
+
+def _statement_count(query: str) -> int:
+    import duckdb
+
+    try:
+        return len(duckdb.extract_statements(query))
+    except duckdb.Error:
+        return 1  # a syntax error: run_query reports it
 
 
 @main.group()
@@ -197,11 +216,11 @@ def relations() -> None:
 @format_option
 @max_width_option
 @params_option
-def relations_show(type_spec: str, limit: int, min_probability: float, joint: bool, fmt: str, max_width: int, params_path: str) -> None:
+def relations_show(type_spec: str, limit: int, min_probability: float, joint: bool, fmt: str, max_width: int, params_path: str, dataset: str | None) -> None:
     """Pairs of one latent relation type, most probable first, with both items' titles."""
     from lrd.sql import count_pairs, latent_pairs, resolve_latent_type
 
-    conn = _connect(params_path)
+    conn = _connect(params_path, dataset)
     rid, name = resolve_latent_type(conn, type_spec)
     total = count_pairs(conn, rid, min_probability, joint)
     columns, rows = latent_pairs(conn, rid, limit, min_probability, joint)
@@ -216,10 +235,10 @@ def relations_show(type_spec: str, limit: int, min_probability: float, joint: bo
 @format_option
 @max_width_option
 @params_option
-def relations_types(min_probability: float, fmt: str, max_width: int, params_path: str) -> None:
+def relations_types(min_probability: float, fmt: str, max_width: int, params_path: str, dataset: str | None) -> None:
     """Every relation type: predefined ones with their triples, latent ones with their pairs."""
     from lrd.sql import relation_type_summary
 
-    conn = _connect(params_path)
+    conn = _connect(params_path, dataset)
     columns, rows = relation_type_summary(conn, min_probability)
     _print_rows(columns, rows, fmt, max_width)

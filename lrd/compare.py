@@ -1,99 +1,231 @@
-"""The paper-style results table: models by rows, HR/NDCG@5/10/20 as mean ± std over seeds,
-and the relative improvement of each +LRD (or static) model over its base model."""
+"""The results: per dataset, every model's mean ± std over its seeds, and for each +LRD (or
+static) variant its lift over the base model with a 95% confidence interval, a paired t-test
+over seeds and a Wilcoxon signed-rank test over users; a chart with error bars from the seeds;
+and a paper-style table of datasets x models.
+
+Runs are read from results/<ds>/<model>/<seed>/, whatever finished: a model shows as many
+seeds as have results, and a lift pairs only the seeds both models have.
+"""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import logging
+import math
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
+
+from lrd.errors import MissingUpstreamError
+from lrd.io import atomic_path, read_json
+from lrd.paths import Paths
+
+log = logging.getLogger(__name__)
+
 METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20")
+PAPER_METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
+ALPHA = 0.05
 
 
-def base_model(name: str, summaries: dict[str, dict]) -> str | None:
-    """The plain model of the same architecture, for +LRD and static variants."""
-    s = summaries[name]
-    if not (s.get("lrd") or s.get("static_latent")):
-        return None
-    for other, o in summaries.items():
-        if o["arch"] == s["arch"] and not o.get("lrd") and not o.get("static_latent"):
-            return other
-    return None
+@dataclasses.dataclass
+class ModelRuns:
+    name: str
+    runs: dict[int, dict]  # seed -> metrics.json
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(self.runs)
+
+    def values(self, metric: str, seeds: list[int] | None = None, split: str = "test") -> np.ndarray:
+        return np.array([self.runs[s][split][metric] for s in (seeds or self.seeds)])
+
+    def mean_std(self, metric: str) -> tuple[float, float]:
+        v = self.values(metric)
+        return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+    @property
+    def info(self) -> dict:
+        return self.runs[self.seeds[0]]
 
 
-def improvements(summaries: dict[str, dict]) -> dict[str, dict[str, float]]:
+@dataclasses.dataclass
+class Lift:
+    metric: str
+    n: int  # seeds both models have
+    relative: float  # (mean variant − mean base) / mean base
+    ci: tuple[float, float]  # 95% interval of the same, from the paired per-seed differences
+    p_seeds: float  # paired t-test over seeds
+    p_users: float | None = None  # Wilcoxon signed-rank over users (seeds pooled), NDCG@5 only
+
+
+def load_runs(paths: Paths, models: list[str]) -> dict[str, ModelRuns]:
+    """Every finished run of the given models (models without any are left out)."""
     out = {}
-    for name in summaries:
-        base = base_model(name, summaries)
-        if base:
-            out[name] = {
-                m: 100.0 * (summaries[name]["test"][m] - summaries[base]["test"][m]) / summaries[base]["test"][m]
-                for m in METRICS if summaries[base]["test"][m]
-            }
+    for name in models:
+        folder = paths.results / name
+        runs = {int(p.parent.name): read_json(p) for p in sorted(folder.glob("*/metrics.json")) if p.parent.name.isdigit()}
+        if runs:
+            out[name] = ModelRuns(name, runs)
     return out
 
 
-def results_csv(summaries: dict[str, dict]) -> str:
-    gains = improvements(summaries)
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["model", "base", "seeds"] + [f"{m} {k}" for m in METRICS for k in ("mean", "std")] + [f"{m} gain %" for m in METRICS])
-    for name, s in summaries.items():
-        w.writerow(
-            [name, base_model(name, summaries) or "", len(s["seeds"])]
-            + [f"{s[key][m]:.4f}" for m in METRICS for key in ("test", "test_std")]
-            + [f"{gains[name][m]:+.2f}" if name in gains else "" for m in METRICS]
-        )
-    return buf.getvalue()
+def base_of(name: str, models: dict[str, ModelRuns]) -> str | None:
+    """The plain model of the same architecture, for +LRD and static variants."""
+    info = models[name].info
+    if not (info.get("lrd") or info.get("static_latent")):
+        return None
+    return next((o for o, m in models.items() if m.info["arch"] == info["arch"] and not m.info.get("lrd") and not m.info.get("static_latent")), None)
 
 
-def results_markdown(summaries: dict[str, dict], dataset: str) -> str:
-    gains = improvements(summaries)
-    seeds = sorted({len(s["seeds"]) for s in summaries.values()})
+def lift(variant: ModelRuns, base: ModelRuns, metric: str, paths: Paths | None = None) -> Lift | None:
+    from scipy import stats
+
+    seeds = sorted(set(variant.seeds) & set(base.seeds))
+    if not seeds:
+        return None
+    v, b = variant.values(metric, seeds), base.values(metric, seeds)
+    d, scale = v - b, b.mean()
+    rel = d.mean() / scale
+    if len(seeds) > 1 and d.std(ddof=1) > 0:
+        half = stats.t.ppf(0.975, len(seeds) - 1) * d.std(ddof=1) / math.sqrt(len(seeds))
+        ci, p = ((d.mean() - half) / scale, (d.mean() + half) / scale), float(stats.ttest_rel(v, b).pvalue)
+    else:
+        ci, p = (float("nan"), float("nan")), float("nan")
+    p_users = user_test(paths, variant.name, base.name, seeds) if paths is not None and metric == "NDCG@5" else None
+    return Lift(metric, len(seeds), float(rel), (float(ci[0]), float(ci[1])), p, p_users)
+
+
+def user_ndcg5(paths: Paths, model: str, seed: int) -> dict[int, float]:
+    table = pq.read_table(paths.run_ranks(model, seed), columns=["split", "user", "rank"]).to_pydict()
+    return {u: (1.0 / math.log2(r + 1) if r <= 5 else 0.0) for s, u, r in zip(table["split"], table["user"], table["rank"]) if s == "test"}
+
+
+def user_test(paths: Paths, variant: str, base: str, seeds: list[int]) -> float:
+    """Wilcoxon signed-rank test of per-user test NDCG@5, (seed, user) pairs pooled; users where both tie drop out."""
+    from scipy import stats
+
+    diffs = []
+    for seed in seeds:
+        a, b = user_ndcg5(paths, variant, seed), user_ndcg5(paths, base, seed)
+        diffs += [a[u] - b[u] for u in a.keys() & b.keys()]
+    diffs = np.array(diffs)
+    return float(stats.wilcoxon(diffs).pvalue) if (diffs != 0).any() else 1.0
+
+
+def lifts(paths: Paths, models: dict[str, ModelRuns]) -> dict[str, tuple[str, list[Lift]]]:
+    out = {}
+    for name in models:
+        base = base_of(name, models)
+        if base:
+            out[name] = (base, [x for m in METRICS if (x := lift(models[name], models[base], m, paths)) is not None])
+    return out
+
+
+def _pct(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{100 * x:+.2f}%"
+
+
+def _p(p: float | None) -> str:
+    if p is None or math.isnan(p):
+        return "n/a"
+    return f"{p:.3f}{' *' if p < ALPHA else ''}" if p >= 0.001 else f"{p:.1e} *"
+
+
+def dataset_markdown(paths: Paths, models: dict[str, ModelRuns], gains: dict, n_negatives: int | str) -> str:
     lines = [
-        f"# Results on {dataset}",
+        f"# Results on {paths.dataset}",
         "",
-        f"Test split, 1 held-out item + 99 stored negatives per user; mean ± std over {'/'.join(map(str, seeds))} seed(s); "
-        "best dev NDCG@5 epoch. Ties count against the held-out item.",
+        f"Test split: each user's held-out item ranked among it and its {n_negatives} stored negatives (ties count against it); "
+        "the weights of the best dev NDCG@5 epoch. Mean ± standard deviation over n seeds.",
         "",
-        "| model | " + " | ".join(METRICS) + " |",
-        "|---|" + "---|" * len(METRICS),
+        "| model | n | " + " | ".join(METRICS) + " | best epochs | s / epoch |",
+        "|---|---|" + "---|" * len(METRICS) + "---|---|",
     ]
-    for name, s in summaries.items():
-        cells = [f"{s['test'][m]:.4f} ± {s['test_std'][m]:.4f}" for m in METRICS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for name, m in models.items():
+        cells = [f"{a:.4f} ± {s:.4f}" for a, s in map(m.mean_std, METRICS)]
+        epochs = ", ".join(str(m.runs[s]["best_epoch"]) for s in m.seeds)
+        spe = np.mean([m.runs[s]["seconds_per_epoch"] for s in m.seeds])
+        lines.append(f"| {name} | {len(m.seeds)} | " + " | ".join(cells) + f" | {epochs} | {spe:.1f} |")
     if gains:
-        lines += ["", "Relative change of each LRD / static variant over its base model (test, means):", "",
-                  "| model | vs | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
-        for name, g in gains.items():
-            lines.append(f"| {name} | {base_model(name, summaries)} | " + " | ".join(f"{g.get(m, 0):+.2f}%" for m in METRICS) + " |")
-    lines += ["", "| model | seeds | best epochs | s / epoch | relation channels | parameters |", "|---|---|---|---|---|---|"]
-    for name, s in summaries.items():
-        epochs = ", ".join(str(r["best_epoch"]) for r in s["per_seed"])
-        spe = sum(r["seconds_per_epoch"] for r in s["per_seed"]) / len(s["per_seed"])
-        lines.append(f"| {name} | {len(s['seeds'])} | {epochs} | {spe:.1f} | {s['relation_channels']} | {s['parameters']:,} |")
+        lines += ["", "Lift of each variant over its base model: relative change of the test means over the seeds both have, "
+                  "[95% confidence interval from the paired per-seed differences], p of a paired t-test over seeds; "
+                  f"for NDCG@5 also p of a Wilcoxon signed-rank test over users (seeds pooled). * = p < {ALPHA}.", "",
+                  "| model | vs | n | " + " | ".join(f"{m} lift [95% CI] | p" for m in METRICS) + " | NDCG@5 p (users) |",
+                  "|---|---|---|" + "---|---|" * len(METRICS) + "---|"]
+        for name, (base, ls) in gains.items():
+            cells = [f"{_pct(x.relative)} [{_pct(x.ci[0])}, {_pct(x.ci[1])}] | {_p(x.p_seeds)}" for x in ls]
+            p_users = next((x.p_users for x in ls if x.metric == "NDCG@5"), None)
+            lines.append(f"| {name} | {base} | {ls[0].n} | " + " | ".join(cells) + f" | {_p(p_users)} |")
     return "\n".join(lines) + "\n"
 
 
-def bar_chart(summaries: dict[str, dict], path: Path) -> None:
+def dataset_csv(models: dict[str, ModelRuns], gains: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["model", "base", "seeds"] + [f"{m} {k}" for m in METRICS for k in ("mean", "std")]
+               + [f"{m} {k}" for m in METRICS for k in ("lift", "lift_lo", "lift_hi", "p_seeds")] + ["NDCG@5 p_users"])
+    for name, m in models.items():
+        base, ls = gains.get(name, ("", []))
+        by_metric = {x.metric: x for x in ls}
+        row = [name, base, len(m.seeds)] + [f"{v:.6f}" for metric in METRICS for v in m.mean_std(metric)]
+        for metric in METRICS:
+            x = by_metric.get(metric)
+            row += [f"{x.relative:.6f}", f"{x.ci[0]:.6f}", f"{x.ci[1]:.6f}", f"{x.p_seeds:.6g}"] if x else ["", "", "", ""]
+        p_users = by_metric["NDCG@5"].p_users if "NDCG@5" in by_metric else None
+        w.writerow(row + ["" if p_users is None else f"{p_users:.6g}"])
+    return buf.getvalue()
+
+
+def bar_chart(models: dict[str, ModelRuns], title: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    names = list(summaries)
+    names = list(models)
     x = np.arange(len(METRICS))
     width = 0.8 / max(len(names), 1)
     fig, ax = plt.subplots(figsize=(10, 4.5))
     for i, name in enumerate(names):
-        s = summaries[name]
-        ax.bar(x + i * width, [s["test"][m] for m in METRICS], width, yerr=[s["test_std"][m] for m in METRICS], label=name, capsize=2)
+        means, stds = zip(*map(models[name].mean_std, METRICS))
+        ax.bar(x + i * width, means, width, yerr=stds, label=f"{name} (n={len(models[name].seeds)})", capsize=2)
     ax.set_xticks(x + width * (len(names) - 1) / 2, METRICS)
     ax.set_ylabel("test score")
-    ax.set_title("HR@K / NDCG@K over 100 candidates (mean ± std over seeds)")
+    ax.set_title(f"{title}: HR@K / NDCG@K, mean ± std over seeds")
     ax.legend(ncol=min(len(names), 6), fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
+
+
+def report_dataset(paths: Paths, model_names: list[str], n_negatives: int | str) -> dict[str, ModelRuns]:
+    """Write reports/<ds>/results.{md,csv,png}; returns the runs it found."""
+    models = load_runs(paths, model_names)
+    if not models:
+        raise MissingUpstreamError(f"no finished run under {paths.results}: run `dvc repro` for the train stages of {paths.dataset} first")
+    gains = lifts(paths, models)
+    with atomic_path(paths.reports / "results.md") as tmp:
+        tmp.write_text(dataset_markdown(paths, models, gains, n_negatives))
+    with atomic_path(paths.reports / "results.csv") as tmp:
+        tmp.write_text(dataset_csv(models, gains))
+    with atomic_path(paths.reports / "results.png") as tmp:
+        bar_chart(models, paths.dataset, tmp)
+    return models
+
+
+def paper_table(results: dict[str, dict[str, ModelRuns]], model_names: list[str]) -> str:
+    """Datasets x metrics by models, test means (n seeds), as the paper lays out its main table."""
+    shown = [m for m in model_names if any(m in r for r in results.values())]
+    lines = ["# Results", "", "Test means over the seeds each model has (n in brackets); per-dataset details, "
+             "spreads and significance in reports/<dataset>/results.md.", "",
+             "| dataset | metric | " + " | ".join(shown) + " |", "|---|---|" + "---|" * len(shown)]
+    for ds, models in results.items():
+        for metric in PAPER_METRICS:
+            cells = [f"{models[m].mean_std(metric)[0]:.4f} ({len(models[m].seeds)})" if m in models else "–" for m in shown]
+            lines.append(f"| {ds} | {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+

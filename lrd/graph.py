@@ -9,12 +9,19 @@ for the virtual, item-item and latent ones.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from lrd.errors import DataError
+from lrd.keys import KeySet
+
+
+def latent_names(k: int) -> list[str]:
+    """Names of the K latent relation types, as discover writes them in relation_types.parquet."""
+    return [f"latent_{i}" for i in range(1, k + 1)]
 
 
 @dataclasses.dataclass
@@ -40,6 +47,16 @@ class RelationGraph:
     def n_triples(self) -> int:
         return len(self.heads)
 
+    def kg_weight(self, setting: float | None, n_interactions: int) -> float:
+        """γ of the KG loss: the setting, or (null) triples per interaction, as the reference."""
+        return setting if setting is not None else self.n_triples / n_interactions
+
+    @property
+    def latent(self) -> slice:
+        """Model relation ids of the latent types (empty when there are none)."""
+        first = self.kinds.index("latent") if "latent" in self.kinds else self.n_relations
+        return slice(first, self.n_relations)
+
     @classmethod
     def from_tables(
         cls,
@@ -64,7 +81,14 @@ class RelationGraph:
         kinds_ = [all_kinds[i] for i in global_ids]
         to_model = np.full(len(all_names), -1, dtype=np.int64)
         to_model[global_ids] = np.arange(len(global_ids))
-        rels = to_model[relations.column("relation").to_numpy().astype(np.int64)]
+        rel_ids = relations.column("relation").to_numpy().astype(np.int64)
+        unknown = (rel_ids < 0) | (rel_ids >= len(all_names))
+        if unknown.any():
+            raise DataError(
+                f"relations.parquet: row {int(np.flatnonzero(unknown)[0])} has relation id {int(rel_ids[unknown][0])}, but "
+                f"relation_types.parquet defines ids 0..{len(all_names) - 1}; the two tables do not belong together: re-run `dvc repro ingest`"
+            )
+        rels = to_model[rel_ids]
         keep = np.flatnonzero(rels >= 0)
         relations = relations.take(pa.array(keep))
         rels = rels[keep]
@@ -161,16 +185,13 @@ class RelationGraph:
         # Attribute relation: true when both items carry the value.
         out[attr] = (self.value_of[h[attr], r[attr]] == v[attr]) & (self.value_of[t[attr], r[attr]] == v[attr])
         if (~attr).any():
-            keys = self._item_keys()
-            q = (h[~attr] * self.n_relations + r[~attr]) * (self.n_items + 1) + t[~attr]
-            pos = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
-            out[~attr] = keys[pos] == q
+            out[~attr] = self._item_triples.contains(self._triple_keys(h[~attr], r[~attr], t[~attr]))
         return out
 
-    def _item_keys(self) -> np.ndarray:
-        if not hasattr(self, "_keys"):
-            item = self.tails >= 0
-            self._keys = np.unique((self.heads[item] * self.n_relations + self.rels[item]) * (self.n_items + 1) + self.tails[item])
-            if len(self._keys) == 0:
-                self._keys = np.array([-1], dtype=np.int64)
-        return self._keys
+    def _triple_keys(self, h: np.ndarray, r: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return (h * self.n_relations + r) * (self.n_items + 1) + t
+
+    @functools.cached_property
+    def _item_triples(self) -> KeySet:
+        item = self.tails >= 0
+        return KeySet(self._triple_keys(self.heads[item], self.rels[item], self.tails[item]))

@@ -7,7 +7,11 @@ crashed or interrupted stage leaves the previous outputs exactly as they were.
 from __future__ import annotations
 
 import contextlib
+import csv
+import datetime
+import decimal
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -56,6 +60,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             _remove(tmp)
 
 
+def remove_leftovers(*outputs: str | os.PathLike) -> None:
+    """Remove what a killed run left of its atomic writes: the temporary siblings of `outputs`
+    and, inside output folders, those of the files in them."""
+    for out in map(Path, outputs):
+        found = list(out.parent.glob(f".{out.name}.tmp-*")) + list(out.parent.glob(f".{out.name}.old-*"))
+        if out.is_dir():
+            found += [p for pattern in (".*.tmp-*", ".*.old-*") for p in out.rglob(pattern)]
+        for path in found:
+            _remove(path)
+
+
 def write_parquet(table: pa.Table, path: str | os.PathLike, row_group_size: int | None = None) -> None:
     """Write one Parquet file atomically (zstd, statistics on, row groups for streaming)."""
     with atomic_path(path) as tmp:
@@ -64,17 +79,22 @@ def write_parquet(table: pa.Table, path: str | os.PathLike, row_group_size: int 
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "item"):  # numpy scalars
-        return o.item()
-    if hasattr(o, "tolist"):
+def json_default(o: Any) -> Any:
+    """JSON for what the pipeline and DuckDB hand over: numpy values, paths, decimals, dates, ..."""
+    if hasattr(o, "tolist"):  # numpy scalars and arrays
         return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"cannot write {type(o).__name__} to JSON")
+    if isinstance(o, decimal.Decimal):
+        return float(o)
+    if isinstance(o, (datetime.date, datetime.time)):
+        return o.isoformat()
+    if isinstance(o, datetime.timedelta):
+        return o.total_seconds()
+    if isinstance(o, (bytes, bytearray)):
+        return o.hex()
+    return str(o)  # Path, UUID, ...
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -98,3 +118,17 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def write_csv(rows: list[dict], path: str | os.PathLike) -> None:
+    """One row per dict (a training curve: one per epoch, and seed); columns are the union of the rows' keys."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
+    with atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue())

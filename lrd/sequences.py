@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import pyarrow as pa
 
-from lrd.data.protocol import UserItemSet
+from lrd.data.sampling import UserItemSet
 
 @dataclasses.dataclass
 class Sequences:

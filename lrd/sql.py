@@ -11,21 +11,15 @@ says which ones did.
 
 from __future__ import annotations
 
-import csv
-import datetime
-import decimal
-import io
-import json
-import math
 import re
-import uuid
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import duckdb
 
 from lrd.config import EmbedConfig, dataset_config
 from lrd.errors import ConfigError, DataError, MissingUpstreamError, QueryError
+from lrd.paths import Paths
 
 # Processed tables that map one-to-one onto a view of the same name (relations.parquet is
 # the predefined relations; discovered ones are `latent`).
@@ -35,13 +29,13 @@ _PROCESSED = ("items", "users", "interactions", "candidates", "relations")
 # views
 
 
-def open_views(params: dict) -> duckdb.DuckDBPyConnection:
+def open_views(params: dict, dataset: str | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with one view per table of params' dataset found on disk.
 
     Each view's comment (duckdb_views().comment) is the file or pattern it reads.
     """
     conn = duckdb.connect(":memory:")
-    for name, select, source in _view_sources(params):
+    for name, select, source in _view_sources(params, dataset):
         try:
             conn.execute(f"CREATE VIEW {name} AS {select}")
         except duckdb.Error as exc:
@@ -51,23 +45,21 @@ def open_views(params: dict) -> duckdb.DuckDBPyConnection:
     return conn
 
 
-def _view_sources(params: dict) -> list[tuple[str, str, str]]:
+def _view_sources(params: dict, dataset: str | None) -> list[tuple[str, str, str]]:
     """(view name, SELECT statement, source path) for every table that exists right now."""
-    dataset = dataset_config(params)
-    processed = dataset.processed_dir.resolve()
-    discovered = (Path("data/relations") / dataset.name).resolve()
+    paths = dataset_config(params, dataset).paths
     out = []
     for name in _PROCESSED:
-        _add_parquet(out, name, processed / f"{name}.parquet")
+        _add_parquet(out, name, paths.table(name).resolve())
     # discover's copy adds the latent types to the predefined ones; ingest's is the fallback.
-    types = discovered / "relation_types.parquet"
-    _add_parquet(out, "relation_types", types if types.exists() else processed / "relation_types.parquet")
-    _add_parquet(out, "latent", discovered / "latent.parquet")
-    _add_parquet(out, "latent_joint", discovered / "latent_joint.parquet")
-    ranks = _ranks_view(Path("models").resolve())
+    types = paths.relation_types if paths.relation_types.exists() else paths.table("relation_types")
+    _add_parquet(out, "relation_types", types.resolve())
+    _add_parquet(out, "latent", paths.latent.resolve())
+    _add_parquet(out, "latent_joint", paths.latent_joint.resolve())
+    ranks = _ranks_view(paths.results.resolve())
     if ranks:
         out.append(ranks)
-    manifest = _manifest_path(params, dataset.name)
+    manifest = _manifest_path(params, paths)
     if manifest.exists():
         out.append(("embeddings", f"SELECT * FROM read_json_auto({_literal(str(manifest))})", str(manifest)))
     return out
@@ -79,30 +71,23 @@ def _add_parquet(out: list, name: str, path: Path) -> None:
         out.append((name, f"SELECT * FROM read_parquet([{_literal(str(path))}])", str(path)))
 
 
-def _ranks_view(models: Path) -> tuple[str, str, str] | None:
-    """The union of models/*/ranks.parquet, or None when no model has been trained yet.
+def _ranks_view(results: Path) -> tuple[str, str, str] | None:
+    """The union of results/<ds>/<model>/<seed>/ranks.parquet, or None when no run has finished yet.
 
-    The files are listed rather than globbed: a glob would also match the hidden folder of a
-    model being trained right now (models/.<name>.tmp-xxxx/), and read odd folder names as
-    patterns.
+    The files are listed rather than globbed: a glob would also match the hidden temporary
+    file of a run being written right now, and read odd folder names as patterns.
     """
-    files = _visible_ranks(models)
+    files = sorted(p for p in results.glob("*/*/ranks.parquet") if not any(part.startswith(".") for part in p.relative_to(results).parts))
     if not files:
         return None
     listed = ", ".join(_literal(str(p)) for p in files)
-    return "ranks", f"SELECT * FROM read_parquet([{listed}], union_by_name = true)", str(models / "*" / "ranks.parquet")
+    return "ranks", f"SELECT * FROM read_parquet([{listed}], union_by_name = true)", str(results / "*" / "*" / "ranks.parquet")
 
 
-def _visible_ranks(models: Path) -> list[Path]:
-    if not models.is_dir():
-        return []
-    return sorted(p for p in models.glob("*/ranks.parquet") if not p.parent.name.startswith("."))
-
-
-def _manifest_path(params: dict, dataset: str) -> Path:
+def _manifest_path(params: dict, paths: Paths) -> Path:
     from lrd.embed.store import store_dir  # imports FAISS: only when a view is being built
 
-    return (store_dir(dataset, EmbedConfig.from_params(params)) / "manifest.json").resolve()
+    return (store_dir(paths, EmbedConfig.from_params(params)) / "manifest.json").resolve()
 
 
 def _relative(path: str | None) -> str | None:
@@ -255,142 +240,3 @@ def _latent_view(conn: duckdb.DuckDBPyConnection, joint: bool) -> str:
 def _require(conn: duckdb.DuckDBPyConnection, view: str, stage: str, why: str = "") -> None:
     if view not in tables(conn):
         raise MissingUpstreamError(f"no `{view}` table for this dataset: run `dvc repro {stage}` first {why}".rstrip())
-
-
-# --------------------------------------------------------------------------------------------
-# output formats
-
-
-def format_table(columns: Sequence[str], rows: Sequence[Sequence], max_width: int = 40) -> str:
-    """An aligned plain-text table: numbers right-aligned, text longer than max_width cut with …."""
-    max_width = max(max_width, 2)
-    # Numbers are never cut: a clipped number would read as a different number.
-    cells = [[_cell_text(v) if _is_number(v) else _clip(_cell_text(v), max_width) for v in row] for row in rows]
-    header = [_clip(str(c), max_width) for c in columns]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
-    numeric = [_is_numeric_column([row[i] for row in rows]) for i in range(len(columns))]
-
-    def line(values: Sequence[str]) -> str:
-        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)]
-        return "  ".join(parts).rstrip()
-
-    out = [line(header), line(["-" * w for w in widths])]
-    out += [line(r) for r in cells]
-    return "\n".join(out)
-
-
-def format_csv(columns: Sequence[str], rows: Sequence[Sequence]) -> str:
-    """CSV with a header row; NULL is an empty field, lists and structs are JSON."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_csv_value(v) for v in row])
-    return buf.getvalue().rstrip("\n")
-
-
-def format_json(columns: Sequence[str], rows: Sequence[Sequence]) -> str:
-    """A JSON list of objects, one per row (one line each); NaN and infinities become null."""
-    keys = _unique(columns)
-    objects = [json.dumps({k: _json_value(v) for k, v in zip(keys, row)}, default=_json_default, ensure_ascii=False) for row in rows]
-    if not objects:
-        return "[]"
-    return "[\n" + ",\n".join(objects) + "\n]"
-
-
-FORMATS = {"table": format_table, "csv": format_csv, "json": format_json}
-
-
-def format_rows(columns: Sequence[str], rows: Sequence[Sequence], fmt: str = "table", max_width: int = 40) -> str:
-    """The result in one of FORMATS."""
-    if fmt == "table":
-        return format_table(columns, rows, max_width=max_width)
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return FORMATS[fmt](columns, rows)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float, decimal.Decimal)) and not isinstance(v, bool)
-
-
-def _is_numeric_column(values: Sequence) -> bool:
-    present = [v for v in values if v is not None]
-    return bool(present) and all(_is_number(v) for v in present)
-
-
-def _format_float(x: float) -> str:
-    """4 decimals; 4 significant digits in scientific notation where that would hide the value."""
-    if not math.isfinite(x):
-        return str(x)
-    if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e9):
-        return f"{x:.3e}"
-    return f"{x:.4f}"
-
-
-def _cell_text(v: Any) -> str:
-    """How one value reads in the table: on one line, NULL spelled out."""
-    if v is None:
-        return "NULL"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return _format_float(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_cell_text(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k}: {_cell_text(x)}" for k, x in v.items()) + "}"
-    # Newlines and tabs would break the row apart.
-    return re.sub(r"[\r\n\t]+", " ", str(v))
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _csv_value(v: Any) -> Any:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (list, tuple, dict)):
-        return json.dumps(_json_value(v), default=_json_default, ensure_ascii=False)
-    return v
-
-
-def _json_value(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None  # JSON has no NaN or Infinity
-    if isinstance(v, (list, tuple)):
-        return [_json_value(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _json_value(x) for k, x in v.items()}
-    return v
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, decimal.Decimal):
-        return float(o)
-    if isinstance(o, (datetime.date, datetime.time)):
-        return o.isoformat()
-    if isinstance(o, datetime.timedelta):
-        return o.total_seconds()
-    if isinstance(o, (bytes, bytearray)):
-        return o.hex()
-    if isinstance(o, uuid.UUID):
-        return str(o)
-    return str(o)
-
-
-def _unique(columns: Sequence[str]) -> list[str]:
-    """Column names made unique (`SELECT a.x, b.x` has two "x"), so no JSON key is lost."""
-    seen: dict[str, int] = {}
-    out = []
-    for c in columns:
-        name = c
-        while name in seen:
-            seen[c] += 1
-            name = f"{c}_{seen[c]}"
-        seen.setdefault(name, 0)
-        out.append(name)
-    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -41,4 +42,17 @@ def run_stage(name: str, fn: Callable[[dict], None], params_path: str = "params.
     except KeyboardInterrupt:
         log.error("%s interrupted; earlier outputs are left as they were", name)
         sys.exit(130)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        log.error("%s failed: the disk is full (%s%s); earlier outputs are left as they were. Free some space "
+                  "(`dvc gc` removes cached versions no stage uses) and run again", name, exc.strerror, f": {exc.filename}" if exc.filename else "")
+        sys.exit(1)
     log.info("%s done in %.1f s", name, time.perf_counter() - start)
+
+
+def parse_run_args(argv: list[str], stage: str) -> tuple[str, str, int]:
+    """<dataset> <model> <seed> from a training stage's command line."""
+    if len(argv) != 4 or not argv[3].lstrip("-").isdigit():
+        sys.exit(f"usage: stages/run {stage} <dataset> <model> <seed>   (names from params.yaml `datasets` and `models`)")
+    return argv[1], argv[2], int(argv[3])

@@ -49,15 +49,9 @@ def tiny_params(raw: Path, **overrides) -> dict:
     """A params dict for the tiny dataset; `overrides` replace whole top-level groups."""
     params = {
         "seed": 7,
-        "dataset": {"name": "tiny", "format": "recbole", "source": {"kind": "path", "path": str(raw)}},
-        "ingest": {
-            "min_core": 2,
-            "n_negatives": 5,
-            "text_template": "{title}[ ({year})][. Genres: {genres}]",
-            "attributes": {"genres": {}, "year": {"bucket_edges": [1900, 1940, 1950, 1960, 1970, 1980, 1985, 1990]}},
-            "kg_relations": {"film.film.directed_by": "director", "film.film.sequel": "sequel"},
-            "max_items_per_value": 50,
-        },
+        "datasets": {"tiny": {"format": "recbole", "source": {"kind": "path", "path": str(raw)}}},
+        "ingest": {"min_core": 2, "n_negatives": 5, "max_items_per_value": 50,
+                   "kg_relations": {"film.film.directed_by": "director", "film.film.sequel": "sequel"}},
         "embed": {"batch_size": 16},
         "dim": 16,
         "history_max": 5,
@@ -72,14 +66,18 @@ def tiny_params(raw: Path, **overrides) -> dict:
             "kda_static": {"arch": "kda", "lr": 1.0e-3, "static_latent": True},
         },
         "train": {
-            "models": ["sasrec", "kda", "kda_lrd"],
+            "models": ["sasrec", "kda"],
+            "lrd_models": ["kda_lrd"],
+            "static_models": [],
             "seeds": [1],
             "layers": 1,
             "heads": 2,
             "batch_size": 64,
             "max_epochs": 2,
+            "stopping": "patience",
             "patience": 1,
             "precision": "fp32",
+            "threads": 1,
         },
     }
     params.update(overrides)
@@ -110,3 +108,16 @@ def make_tiny_llama(folder: Path, hidden: int = 32, layers: int = 2, seed: int =
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
     return make_tiny_llama(tmp_path_factory.mktemp("llama") / "tiny-llama")
+
+
+def pipeline_params(raw: Path) -> dict:
+    """The repository's params.yaml with the tiny dataset and tiny models: what a DVC run of the
+    real pipeline needs (DVC wants every param a stage lists to be in the file)."""
+    import yaml
+
+    repo = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    tiny = tiny_params(raw)
+    merged = {**repo, **{k: v for k, v in tiny.items() if not isinstance(v, dict)}, "datasets": tiny["datasets"], "models": tiny["models"]}
+    for section in ("ingest", "embed", "discover", "train"):
+        merged[section] = {**repo[section], **tiny[section]}
+    return merged

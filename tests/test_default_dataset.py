@@ -32,7 +32,7 @@ def ml100k(tmp_path_factory):
 
 def test_default_dataset_counts(ml100k):
     params, dataset, folder = ml100k
-    cfg = IngestConfig.from_params(params)
+    cfg = IngestConfig.from_params(params, dataset)
     stats = ingest(read_dataset(dataset.format, folder, cfg), cfg).stats
     assert (stats["users"], stats["items"], stats["interactions"]) == (943, 1349, 99287)
     assert stats["splits"] == {"train": 97401, "dev": 943, "test": 943}

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lrd.config import AttributeConfig, IngestConfig, SourceConfig, build
-from lrd.data import protocol
+from lrd.data import protocol, sampling
 from lrd.data.ingest import ingest
 from lrd.data.readers import read_dataset
 from lrd.data.relations import bucket_labels, shared_value_pairs
@@ -43,7 +43,7 @@ def test_recbole_ingest_tables(recbole_dir):
     cand = result.candidates
     assert cand.num_rows == 80
     neg = np.asarray(cand.column("negatives").combine_chunks().flatten()).reshape(80, 5)
-    seen = protocol.UserItemSet(users, inter.column("item").to_numpy(), 30)
+    seen = sampling.UserItemSet(users, inter.column("item").to_numpy(), 30)
     assert not seen.contains(cand.column("user").to_numpy(), neg).any()
     assert cand.column("split").to_pylist()[:40] == ["dev"] * 40
 
@@ -134,7 +134,7 @@ def test_non_numeric_timestamp_names_the_line(recbole_dir):
     lines = path.read_text().splitlines()
     lines[5] = lines[5].rsplit("\t", 1)[0] + "\tyesterday"
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"tiny\.inter: line 6, column `timestamp:float`: 'yesterday' is not a valid double"):
+    with pytest.raises(DataError, match=r"tiny\.inter: line 6, column `timestamp:float`: 'yesterday' is not a number"):
         read_dataset("recbole", recbole_dir, _cfg())
 
 
@@ -174,7 +174,7 @@ def test_config_typos_are_reported():
 
 
 def test_fetch_path_folder_and_zip_member(tmp_path, recbole_dir):
-    out = fetch(SourceConfig(kind="path", path=str(recbole_dir)), tmp_path / "copy")
+    out = fetch(SourceConfig(kind="path", path=str(recbole_dir)), tmp_path / "copy", tmp_path / "downloads")
     assert (out / "tiny.inter").read_bytes() == (recbole_dir / "tiny.inter").read_bytes()
     archive = tmp_path / "pkg.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -182,7 +182,7 @@ def test_fetch_path_folder_and_zip_member(tmp_path, recbole_dir):
             zf.write(f, f"pkg/data/tiny/{f.name}")
         zf.writestr("pkg/other.txt", "not me")
     src = SourceConfig(kind="path", path=str(archive), sha256=sha256_file(archive), member="pkg/data/tiny")
-    out = fetch(src, tmp_path / "extracted")
+    out = fetch(src, tmp_path / "extracted", tmp_path / "downloads")
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in recbole_dir.iterdir())
 
 
@@ -190,7 +190,7 @@ def test_checksum_mismatch(tmp_path):
     f = tmp_path / "data.zip"
     f.write_bytes(b"not the file you expected")
     with pytest.raises(DataError, match="sha256 is .*, expected 00ff"):
-        fetch(SourceConfig(kind="path", path=str(f), sha256="00ff"), tmp_path / "out")
+        fetch(SourceConfig(kind="path", path=str(f), sha256="00ff"), tmp_path / "out", tmp_path / "downloads")
     assert not (tmp_path / "out").exists()
 
 

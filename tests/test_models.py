@@ -10,12 +10,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrd import schemas
+from lrd.config import ModelConfig
 from lrd.evaluate import ranking_metrics, ranks_from_scores
 from lrd.graph import RelationGraph
 from lrd.models.batch import Batch
 from lrd.models.blocks import ChannelSelfAttention, TemporalKernel, relational_attention
+from lrd.models import KDA, RCF, Catalog, build_model
 from lrd.models.lrd import LatentRelationDiscovery
-from lrd.models.relational import RelationalRecommender
 from lrd.models.sasrec import SASRec
 
 
@@ -27,6 +28,11 @@ def tiny_graph(n_items=12, latent=("latent_1", "latent_2")):
         "tail": pa.array([2, 3, None, None, None], pa.int32()), "value": pa.array([None, None, "1990", "1990", "1995"]),
     }, schema=schemas.RELATIONS)
     return RelationGraph.from_tables(types, rel, n_items, latent=list(latent))
+
+
+def relational(g, text=None, temporal=True, n_users=3, d=8, layers=2, heads=2, lrd=False):
+    cfg = ModelConfig(name="m", arch="kda" if temporal else "rcf", dim=d, layers=layers, heads=heads, lrd=lrd, kg_weight=0.5)
+    return build_model(cfg, Catalog(n_users, g.n_items, 100, g, text))
 
 
 def tiny_batch(b=3, h=4, c=5, n_items=12, seed=0):
@@ -117,9 +123,9 @@ def test_recommender_shapes_and_lrd_is_training_only(temporal):
     g = tiny_graph()
     text = torch.randn(13, 7)
     text[0] = 0
-    plain = RelationalRecommender(g, n_users=3, d=8, layers=2, heads=2, temporal=temporal, kg_weight=0.5)
-    with_lrd = RelationalRecommender(g, n_users=3, d=8, layers=2, heads=2, temporal=temporal, kg_weight=0.5,
-                                     lrd=LatentRelationDiscovery(text, 8, g.n_relations))
+    plain = relational(g, temporal=temporal)
+    with_lrd = relational(g, text, temporal=temporal, lrd=True)
+    assert isinstance(plain, KDA if temporal else RCF)
     with_lrd.load_state_dict(plain.state_dict(), strict=False)
     batch = tiny_batch()
     s1, s2 = plain.scores(batch), with_lrd.scores(batch)
@@ -134,7 +140,8 @@ def test_recommender_shapes_and_lrd_is_training_only(temporal):
 
 
 def test_sasrec_shapes():
-    m = SASRec(12, history_max=4, d=8, layers=1, heads=2, dropout=0.0)
+    m = build_model(ModelConfig(name="s", arch="sasrec", dim=8, history_max=4, layers=1, heads=2), Catalog(3, 12, 100))
+    assert isinstance(m, SASRec)
     assert m.scores(tiny_batch()).shape == (3, 5)
 
 
@@ -226,7 +233,7 @@ def test_lrd_recovers_planted_relations(seed):
 def test_gradients_are_bitwise_repeatable_on_cpu():
     """A large batch over a small catalogue, so that threads add into the same embedding rows:
     without deterministic kernels the four runs differ in the last bits."""
-    from lrd.train.trainer import seed_torch
+    from lrd.train.device import seed_torch
 
     g = tiny_graph()
     text = torch.randn(13, 7)
@@ -235,8 +242,7 @@ def test_gradients_are_bitwise_repeatable_on_cpu():
 
     def grads():
         seed_torch(0, torch.device("cpu"))
-        model = RelationalRecommender(g, n_users=4096, d=16, layers=1, heads=2, temporal=True, kg_weight=0.5,
-                                      lrd=LatentRelationDiscovery(text, 16, g.n_relations))
+        model = relational(g, text, n_users=4096, d=16, layers=1, lrd=True)
         model.losses(batch)["loss"].backward()
         return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 

@@ -1,23 +1,31 @@
-"""End to end: the real DVC pipeline (dvc repro) on a tiny dataset in a copy of the repo."""
+"""End to end: the real DVC pipeline (dvc repro) on a tiny dataset in a copy of the repo, and
+what re-runs when one thing changes (the stale set: changed stages and everything after them)."""
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import tiny_params, write_recbole
+from tests.conftest import pipeline_params, write_recbole
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e
 
 
-def dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "VIRTUAL_ENV": sys.prefix, "DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1"}
+def dvc(root: Path, *args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=_env(), capture_output=True, text=True, timeout=900, **kw)
+
+
+def _env() -> dict:
+    env = {**os.environ, "VIRTUAL_ENV": sys.prefix, "DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    return env
 
 
 @pytest.fixture(scope="module")
@@ -27,59 +35,106 @@ def project(tmp_path_factory) -> Path:
         shutil.copy(REPO / name, root / name)
     for folder in ("lrd", "stages"):
         shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    raw = write_recbole(tmp_path_factory.mktemp("source") / "tiny")
-    params = tiny_params(raw)
-    params["train"]["models"] = ["sasrec", "kda", "kda_lrd"]
+    params = pipeline_params(write_recbole(tmp_path_factory.mktemp("source") / "tiny"))
+    params["train"]["seeds"] = [1, 2]
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert dvc(root, "init", "--no-scm", "-q").returncode == 0
     assert dvc(root, "config", "core.analytics", "false").returncode == 0
+    run = dvc(root, "repro")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return root
 
 
-@pytest.mark.e2e
 def test_dvc_repro_end_to_end(project):
-    run = dvc(project, "repro")
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    for stage in ("download", "ingest", "embed", "discover", "train@sasrec", "train@kda", "train@kda_lrd", "compare"):
-        assert f"Running stage '{stage}'" in run.stdout
-    for path in ("data/processed/tiny/interactions.parquet", "data/processed/tiny/candidates.parquet",
-                 "data/embeddings/tiny/all-minilm-l6-v2/index.faiss", "data/relations/tiny/latent.parquet",
-                 "data/relations/tiny/latent_joint.parquet", "metrics/kda_lrd.json", "models/kda_lrd/ranks.parquet",
-                 "reports/results.md", "reports/results.csv", "reports/results.png"):
+    for path in ("data/processed/tiny/interactions.parquet", "data/embeddings/tiny/all-minilm-l6-v2/index.faiss",
+                 "data/relations/tiny/latent.parquet", "data/relations/tiny/latent_joint.parquet", "metrics/tiny/discover.json",
+                 "results/tiny/kda_lrd/2/metrics.json", "results/tiny/kda/1/ranks.parquet", "models/tiny/kda/1/best.pt",
+                 "reports/tiny/results.md", "reports/tiny/results.csv", "reports/tiny/results.png", "reports/results.md"):
         assert (project / path).exists(), path
-    table = (project / "reports/results.md").read_text()
-    assert "| kda_lrd |" in table and "| kda_lrd | kda |" in table
-
-    # Nothing to do the second time.
+    table = (project / "reports/tiny/results.md").read_text()
+    assert "| kda_lrd | 2 |" in table and "| kda_lrd | kda | 2 |" in table
     again = dvc(project, "repro")
-    assert again.returncode == 0
-    assert "Running stage" not in again.stdout
-
+    assert again.returncode == 0 and "Running stage" not in again.stdout  # nothing to do the second time
     shown = dvc(project, "metrics", "show")
     assert shown.returncode == 0 and "test.NDCG@5" in shown.stdout
 
 
-@pytest.mark.e2e
-def test_changing_the_llm_text_reruns_embed_and_after_only(project):
+def stale_after(project: Path, change) -> set[str]:
+    """Change params.yaml with `change(params)`; return the stages that would re-run (those whose
+    inputs changed and everything downstream of them); params.yaml is restored afterwards."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    path = project / "params.yaml"
+    before = path.read_text()
+    params = yaml.safe_load(before)
+    change(params)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        repo = Repo(str(project))
+        changed = {name.split(":")[-1] for name in repo.status()}
+        graph = repo.index.graph
+        stages = {s.addressing.split(":")[-1]: s for s in graph.nodes}
+        return changed | {a.addressing.split(":")[-1] for name in changed if name in stages for a in nx.ancestors(graph, stages[name])}
+    finally:
+        path.write_text(before)
+
+
+def test_changing_the_llm_reruns_embed_discover_lrd_models_and_compare_only(project):
+    stale = stale_after(project, lambda p: p["embed"].update(model="/models/another-llm", backend="hf-causal"))
+    assert stale == {"embed@tiny", "discover@tiny", "train_lrd@tiny-kda_lrd-1", "train_lrd@tiny-kda_lrd-2", "compare@tiny", "summary"}
+
+
+def test_adding_a_seed_runs_only_that_seed(project):
+    stale = stale_after(project, lambda p: p["train"].update(seeds=[1, 2, 3]))
+    assert stale == {"train@tiny-sasrec-3", "train@tiny-kda-3", "train_lrd@tiny-kda_lrd-3", "compare@tiny", "summary"}
+
+
+def test_adding_a_model_runs_only_that_model(project):
+    stale = stale_after(project, lambda p: p["train"].update(models=["sasrec", "kda", "rcf"]))
+    assert stale == {"train@tiny-rcf-1", "train@tiny-rcf-2", "compare@tiny", "summary"}
+
+
+def test_changing_latent_types_leaves_the_base_models(project):
+    stale = stale_after(project, lambda p: p["discover"].update(latent_types=4))
+    assert stale == {"discover@tiny", "train_lrd@tiny-kda_lrd-1", "train_lrd@tiny-kda_lrd-2", "compare@tiny", "summary"}
+
+
+def test_a_forced_embed_with_the_same_vectors_leaves_everything_after_it(project):
+    run = dvc(project, "repro", "-f", "-s", "embed@tiny")
+    assert run.returncode == 0, run.stderr[-2000:]
+    status = dvc(project, "status")
+    assert "changed" not in status.stdout, status.stdout
+
+
+def test_a_killed_training_run_keeps_its_results_and_resumes(project):
+    results = project / "results/tiny/kda/1"
+    before = {p.name: p.read_bytes() for p in results.iterdir()}
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["embed"]["text_template"] = "Movie: {title}"
+    params["train"].update(max_epochs=30, stopping="patience", patience=30)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run = dvc(project, "repro")
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    ran = {line.split("'")[1] for line in run.stdout.splitlines() if line.startswith("Running stage")}
-    assert {"embed", "discover", "compare", "train@kda_lrd"} <= ran
-    assert not ran & {"download", "ingest"}
+    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-s", "train@tiny-kda-1"], cwd=project, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    state = project / "models/tiny/kda/1/state.pt"
+    deadline = time.time() + 300
+    mtime = state.stat().st_mtime
+    while time.time() < deadline and (not state.exists() or state.stat().st_mtime == mtime):
+        time.sleep(0.2)  # wait until the new run has saved an epoch
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert {p.name: p.read_bytes() for p in results.iterdir()} == before  # a killed run reports nothing, loses nothing
+    resumed = dvc(project, "repro", "-s", "train@tiny-kda-1")
+    assert resumed.returncode == 0 and "resuming" in resumed.stdout + resumed.stderr
+    assert not [p for p in (project / "models/tiny/kda").rglob(".*") if ".tmp-" in p.name]  # the rerun cleared any leftover
 
 
-@pytest.mark.e2e
-def test_a_crashing_stage_leaves_the_previous_outputs(project):
+def test_a_failing_stage_leaves_the_previous_outputs(project):
     before = {p.name: p.read_bytes() for p in (project / "data/processed/tiny").iterdir()}
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["ingest"]["n_negatives"] = 1000  # more than the catalog has: ingest fails
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run = dvc(project, "repro", "ingest")
+    run = dvc(project, "repro", "-s", "ingest@tiny")
     assert run.returncode != 0
     assert "cannot get that many distinct negatives" in run.stderr + run.stdout
     assert "Traceback" not in run.stderr + run.stdout
-    after = {p.name: p.read_bytes() for p in (project / "data/processed/tiny").iterdir()}
-    assert after == before
+    assert {p.name: p.read_bytes() for p in (project / "data/processed/tiny").iterdir()} == before

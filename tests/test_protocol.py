@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from lrd.data import protocol
+from lrd.data import protocol, sampling
 
 
 def test_encode_ids_sorts_numeric_ids_numerically():
@@ -58,14 +58,14 @@ def _seen(n_users=50, n_items=300, per_user=40, seed=0):
     rng = np.random.default_rng(seed)
     users = np.repeat(np.arange(1, n_users + 1), per_user)
     items = np.concatenate([rng.choice(np.arange(1, n_items + 1), per_user, replace=False) for _ in range(n_users)])
-    return users, items, protocol.UserItemSet(users, items, n_items)
+    return users, items, sampling.UserItemSet(users, items, n_items)
 
 
 def test_negatives_are_distinct_unseen_and_seeded():
     users, items, seen = _seen()
     rows = np.arange(1, 51)
-    a = protocol.sample_negatives(np.random.default_rng(3), rows, seen, 99)
-    b = protocol.sample_negatives(np.random.default_rng(3), rows, seen, 99)
+    a = sampling.sample_negatives(np.random.default_rng(3), rows, seen, 99)
+    b = sampling.sample_negatives(np.random.default_rng(3), rows, seen, 99)
     assert np.array_equal(a, b)
     assert a.shape == (50, 99)
     assert all(len(set(r)) == 99 for r in a.tolist())
@@ -77,18 +77,18 @@ def test_negatives_for_users_who_touched_almost_everything():
     # 30 items; user 1 touched 25 of them: only 5 can be negatives, found exactly.
     users = np.r_[np.ones(25, int), np.full(3, 2)]
     items = np.r_[np.arange(1, 26), [1, 2, 3]]
-    seen = protocol.UserItemSet(users, items, 30)
-    neg = protocol.sample_negatives(np.random.default_rng(0), np.array([1, 1, 2]), seen, 5)
+    seen = sampling.UserItemSet(users, items, 30)
+    neg = sampling.sample_negatives(np.random.default_rng(0), np.array([1, 1, 2]), seen, 5)
     assert sorted(neg[0].tolist()) == [26, 27, 28, 29, 30]
     assert sorted(neg[1].tolist()) == [26, 27, 28, 29, 30]
     assert not seen.contains(np.array([2] * 5), neg[2]).any()
     with pytest.raises(ValueError):
-        protocol.sample_negatives(np.random.default_rng(0), np.array([1]), seen, 6)
+        sampling.sample_negatives(np.random.default_rng(0), np.array([1]), seen, 6)
 
 
 def test_negatives_are_uniform():
     users, items, seen = _seen(n_users=1, n_items=20, per_user=5)
-    draws = protocol.sample_negatives(np.random.default_rng(1), np.ones(20000, int), seen, 3)
+    draws = sampling.sample_negatives(np.random.default_rng(1), np.ones(20000, int), seen, 3)
     counts = np.bincount(draws.ravel(), minlength=21)[1:]
     allowed = counts[counts > 0]
     assert len(allowed) == 15

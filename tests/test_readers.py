@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from lrd.config import IngestConfig
+from lrd.config import AttributeConfig, IngestConfig
 from lrd.data.ingest import ingest
 from lrd.data.readers import read_dataset
 from lrd.errors import DataError
@@ -122,7 +122,7 @@ def test_movielens_bad_timestamp_names_the_line(tmp_path):
     lines = ratings.read_text().splitlines()
     lines[3] = "2::1::4::yesterday"
     ratings.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"ratings\.dat: line 4, column `timestamp`: 'yesterday' is not a valid int64"):
+    with pytest.raises(DataError, match=r"ratings\.dat: line 4, column `timestamp`: 'yesterday' is not an integer"):
         read_dataset("movielens", tmp_path, _cfg())
 
 
@@ -266,8 +266,9 @@ def test_amazon2018_unparseable_metadata_line(tmp_path):
 # ReChorus
 
 TRAIN = [(1, 1, 100), (1, 2, 110), (2, 2, 105), (2, 3, 115), (3, 1, 101), (3, 4, 120)]
-DEV = [(1, 3, 200, [4, 5, 4]), (2, 4, 201, [1, 5, 6]), (3, 5, 202, [2, 3, 6])]
-TEST = [(1, 4, 300, [6, 2, 5]), (2, 1, 301, [6, 4, 5]), (3, 6, 302, [3, 2, 2])]
+# Negatives are items the user never touched (in any split); with 6 items every row repeats one.
+DEV = [(1, 3, 200, [5, 6, 5]), (2, 4, 201, [5, 6, 6]), (3, 5, 202, [2, 3, 2])]
+TEST = [(1, 4, 300, [6, 5, 6]), (2, 1, 301, [6, 5, 5]), (3, 6, 302, [3, 2, 3])]
 
 
 TEXT = "id\ttext\n1\tRed pen\n2\tStapler\n3\t\n5\tPaper\n"  # item 3's text is empty; 4, 6, 7 have none
@@ -292,13 +293,13 @@ def test_rechorus_reader(tmp_path):
     assert raw.keep_ids
     assert raw.interactions.num_rows == 12
     assert raw.interactions.column("split").to_pylist() == ["train"] * 6 + ["dev"] * 3 + ["test"] * 3
-    assert raw.interactions.slice(6, 1).to_pylist() == [{"user": "1", "item": "3", "timestamp": 200, "split": "dev"}]
+    assert raw.interactions.slice(6, 1).to_pylist() == [{"user": 1, "item": 3, "timestamp": 200, "split": "dev"}]
     cand = raw.candidates
     assert cand.column("negatives").to_pylist() == [n for *_, n in DEV + TEST]
     assert cand.column("user").type == "int64" and cand.column("target").to_pylist() == [i for _, i, *_ in DEV + TEST]
     items = _items_by_id(raw.items)
     assert sorted(items, key=int) == ["1", "2", "3", "4", "5", "6", "7"]  # 5, 6 only in interactions; 7 only in item_meta
-    assert items["1"] == {"raw_id": "1", "title": "Red pen", "category": "1", "brand": "2"}
+    assert items["1"] == {"item_id": 1, "raw_id": "1", "title": "Red pen", "category": "1", "brand": "2"}
     assert items["2"]["brand"] is None and items["3"]["title"] is None and items["6"]["category"] is None
     assert sorted(tuple(r.values()) for r in raw.links.to_pylist()) == [
         ("1", "complement", "2"), ("1", "complement", "3"), ("2", "complement", "1"),
@@ -377,3 +378,72 @@ def test_rechorus_candidates_of_the_files_are_not_resampled(tmp_path):
     b = ingest(read_dataset("rechorus", folder, cfg_b), cfg_b).candidates
     assert a.equals(b)
     assert np.array_equal(np.asarray(pc.list_flatten(a.column("negatives"))), np.ravel([n for *_, n in DEV + TEST]))
+
+
+# --------------------------------------------------------------------------------------------
+# format defaults: a dataset needs only its name, format and source
+
+
+def _defaults(fmt: str) -> IngestConfig:
+    # every format-specific setting null (tiny catalogs: one sampled negative)
+    return IngestConfig(seed=0, min_core=1, n_negatives=None if fmt == "rechorus" else 1)
+
+
+@pytest.mark.parametrize("fmt, write, template, model_relations, some_types", [
+    ("movielens", write_ml1m, "{title}[ ({year})][. Genres: {genres}]", ["attribute"], {"genres=Drama", "year"}),
+    ("amazon2014", write_amazon2014, "{title}[. Category: {leaf_categories}][. Brand: {brand}]", ["attribute", "item-item"],
+     {"also_bought", "also_viewed", "category", "brand"}),
+    ("amazon2018", write_amazon2018, "{title}[. Category: {leaf_categories}][. Brand: {brand}]", ["attribute", "item-item"],
+     {"also_bought", "also_viewed", "category", "brand"}),
+    ("rechorus", lambda p: write_rechorus(p, text=FULL_TEXT), "{title}", ["attribute", "item-item"],
+     {"complement", "substitute", "category", "brand"}),
+])
+def test_format_defaults(tmp_path, fmt, write, template, model_relations, some_types):
+    result = ingest(read_dataset(fmt, write(tmp_path), _defaults(fmt)), _defaults(fmt))
+    assert result.stats["text_template"] == template
+    assert result.stats["model_relations"] == model_relations
+    assert some_types <= set(result.relation_types.column("name").to_pylist())
+    if fmt == "rechorus":
+        assert result.stats["n_negatives"] == 3  # the files' own count
+
+
+def test_format_defaults_recbole(tmp_path):
+    from tests.conftest import write_recbole
+
+    folder = write_recbole(tmp_path / "raw", n_users=12, n_items=8, per_user=6)
+    cfg = IngestConfig(seed=0, min_core=1, n_negatives=1)
+    result = ingest(read_dataset("recbole", folder, cfg), cfg)
+    assert result.stats["text_template"] == "{title}[ ({year})][. Genres: {genres}]"
+    assert result.items.column("text")[0].as_py().startswith("Movie number 1 (1933). Genres: ")
+    names = set(result.relation_types.column("name").to_pylist())
+    assert {"year", "genres=Comedy", "sequel", "shares_director"} <= names  # the Freebase film relations the .kg has
+    assert result.stats["model_relations"] == ["attribute"]
+    no_kg = IngestConfig(seed=0, min_core=1, n_negatives=1, kg_relations={})
+    assert "sequel" not in ingest(read_dataset("recbole", folder, no_kg), no_kg).relation_types.column("name").to_pylist()
+    (folder / "tiny.kg").unlink()  # no knowledge graph: no item-item relations, no error
+    assert "sequel" not in ingest(read_dataset("recbole", folder, cfg), cfg).relation_types.column("name").to_pylist()
+
+
+def test_params_override_the_format_defaults(tmp_path):
+    cfg = IngestConfig(seed=0, min_core=1, n_negatives=1, text_template="{title} by {brand}", attributes={"brand": AttributeConfig()})
+    result = ingest(read_dataset("amazon2014", write_amazon2014(tmp_path), cfg), cfg)
+    assert result.stats["text_template"] == "{title} by {brand}"
+    assert "category" not in result.relation_types.column("name").to_pylist()
+
+
+def test_grouplens_ml1m_zip_with_defaults(tmp_path):
+    """The GroupLens zip as downloaded (a top-level ml-1m/ folder): name, format and source only."""
+    import zipfile
+
+    from lrd.config import SourceConfig
+    from lrd.data.sources import fetch
+
+    write_ml1m(tmp_path / "src")
+    archive = tmp_path / "ml-1m.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in (tmp_path / "src" / "ml-1m").iterdir():
+            zf.write(f, f"ml-1m/{f.name}")
+    folder = fetch(SourceConfig(kind="path", path=str(archive)), tmp_path / "raw" / "ml-1m", tmp_path / "downloads")
+    cfg = IngestConfig(seed=0, min_core=1, n_negatives=1)
+    result = ingest(read_dataset("movielens", folder, cfg), cfg)
+    assert result.stats["items"] == 4 and result.items.column("text")[0].as_py() == "Toy Story (1995). Genres: Animation, Children's, Comedy"

@@ -14,10 +14,11 @@ from click.testing import CliRunner
 from lrd import schemas
 from lrd.cli import main
 from lrd.errors import MissingUpstreamError, QueryError
-from lrd.sql import format_csv, format_json, format_table, open_views, run_query, table_counts, tables
+from lrd.format import format_csv, format_json, format_table
+from lrd.sql import open_views, run_query, table_counts, tables
 
 PARAMS = {
-    "dataset": {"name": "tiny", "format": "recbole", "source": {"kind": "path", "path": "x"}},
+    "datasets": {"tiny": {"format": "recbole", "source": {"kind": "path", "path": "x"}}},
     "embed": {},
 }
 TITLES = {1: "Alien", 2: "Aliens", 3: "Heat", 4: "Toy Story"}
@@ -58,13 +59,14 @@ def repo(tmp_path: Path, monkeypatch) -> Path:
               "source": ["cooccur", "knn", "both", "cooccur"]}
     _write(latent, schemas.LATENT_RELATIONS, discovered / "latent.parquet")
     ranks = {"model": ["m1", "m1"], "seed": [1, 1], "split": ["test", "test"], "user": [1, 2], "target": [2, 4], "rank": [1, 3]}
-    _write(ranks, schemas.RANKS, Path("models/m1/ranks.parquet"))
-    # A model being trained right now writes into a hidden folder: its rows must not show.
-    _write({**ranks, "model": ["m2", "m2"]}, schemas.RANKS, Path("models/.m2.tmp-0000/ranks.parquet"))
+    _write(ranks, schemas.RANKS, Path("results/tiny/m1/1/ranks.parquet"))
+    # A run writes its ranks to a hidden temporary file first: those rows must not show.
+    _write({**ranks, "model": ["m2", "m2"]}, schemas.RANKS, Path("results/tiny/m2/1/.ranks.parquet.tmp-0000"))
     from lrd.config import EmbedConfig
     from lrd.embed.store import store_dir
+    from lrd.paths import Paths
 
-    manifest = store_dir("tiny", EmbedConfig()) / "manifest.json"
+    manifest = store_dir(Paths("tiny"), EmbedConfig()) / "manifest.json"
     manifest.parent.mkdir(parents=True)
     manifest.write_text(json.dumps({"model": "tiny-model", "backend": "sentence-transformers", "pooling": "mean", "dim": 8, "items": 4}))
     return tmp_path
@@ -86,7 +88,7 @@ def test_views_exist(repo):
 
 
 def test_only_existing_tables_get_views(repo):
-    for f in ("data/relations/tiny/relation_types.parquet", "data/relations/tiny/latent.parquet", "models/m1/ranks.parquet"):
+    for f in ("data/relations/tiny/relation_types.parquet", "data/relations/tiny/latent.parquet", "results/tiny/m1/1/ranks.parquet"):
         Path(f).unlink()
     conn = open_views(PARAMS)
     assert "latent" not in tables(conn) and "ranks" not in tables(conn)
@@ -202,3 +204,15 @@ def test_relations_need_discover(repo):
         from lrd.sql import latent_pairs
 
         latent_pairs(open_views(PARAMS), 4, joint=True)
+
+
+def test_cli_sql_runs_every_statement_and_shows_the_last(repo):
+    result = CliRunner().invoke(main, ["sql", "CREATE VIEW few AS SELECT * FROM items WHERE item < 3; SELECT count(*) AS n FROM few", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines() == ["n", "2"]
+    assert "2 statements given: all run, only the last one's result is shown" in result.stderr
+
+
+def test_cli_sql_help_says_files_are_reachable():
+    text = " ".join(CliRunner().invoke(main, ["sql", "--help"]).output.split())
+    assert "any file you can" in text and "not a sandbox" in text

@@ -1,21 +1,25 @@
-"""discover and train on a tiny dataset, in-process (the DVC end-to-end test is separate)."""
+"""discover and training runs on a tiny dataset, in-process (the DVC end-to-end test is separate)."""
 
 import copy
 import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
 
 from lrd.errors import ConfigError, MissingUpstreamError, ModelError
+from lrd.paths import Paths
+from stages import compare as compare_stage
 from stages import discover as discover_stage
 from stages import embed as embed_stage
 from stages import ingest as ingest_stage
 from stages import train as train_stage
+from stages import train_lrd as train_lrd_stage
 from tests.conftest import tiny_params, write_recbole
+
+P = Paths("tiny")
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +33,10 @@ def workspace(tmp_path_factory):
         import os
 
         os.chdir(root)
-        shutil.copytree(raw, Path("data/raw/tiny"))
-        ingest_stage.run(params)
-        embed_stage.run(params)
-        discover_stage.run(params)
+        shutil.copytree(raw, P.raw)
+        ingest_stage.run(params, "tiny")
+        embed_stage.run(params, "tiny")
+        discover_stage.run(params, "tiny")
     finally:
         os.chdir(cwd)
     return root, params
@@ -46,8 +50,8 @@ def ws(workspace, monkeypatch):
 
 
 def test_discover_outputs(ws):
-    latent = pq.read_table("data/relations/tiny/latent.parquet")
-    types = pq.read_table("data/relations/tiny/relation_types.parquet").to_pylist()
+    latent = pq.read_table(P.latent)
+    types = pq.read_table(P.relation_types).to_pylist()
     latent_ids = [t["id"] for t in types if t["kind"] == "latent"]
     assert [t["name"] for t in types if t["kind"] == "latent"] == ["latent_1", "latent_2", "latent_3"]
     assert latent_ids == list(range(len(types) - 3, len(types)))
@@ -57,31 +61,30 @@ def test_discover_outputs(ws):
     assert set(latent.column("source").to_pylist()) <= {"cooccur", "knn", "both"}
     heads, tails = latent.column("head").to_numpy(), latent.column("tail").to_numpy()
     assert len(set(zip(heads, tails))) == latent.num_rows and (heads != tails).all()
-    metrics = json.loads(Path("metrics/discover.json").read_text())
+    metrics = json.loads(P.discover_metrics.read_text())
     assert {"reconstruction_accuracy", "relation_usage", "nmi_latent_vs_predefined", "share_items_gaining_latent_relation"} <= set(metrics)
     assert sum(metrics["relation_usage"].values()) == latent.num_rows
-    assert Path("plots/discover.csv").read_text().startswith("epoch,")
+    assert P.discover_curve.read_text().startswith("epoch,")
 
 
 def test_discover_needs_two_latent_types(ws):
     _, params = ws
     params["discover"]["latent_types"] = 1
-    with pytest.raises(ConfigError, match="K >= 2"):
-        discover_stage.run(params)
+    with pytest.raises(ConfigError, match="`discover.latent_types` is 1; it must be >= 2"):
+        discover_stage.run(params, "tiny")
 
 
 def test_embedding_store_must_cover_every_item(ws):
-    from lrd.discover import text_matrix
     from lrd.embed.store import EmbeddingStore
 
-    store = EmbeddingStore.open(next(Path("data/embeddings/tiny").iterdir()))
+    store = EmbeddingStore.open(next(P.embeddings.iterdir()))
     with pytest.raises(MissingUpstreamError, match=r"lacks vectors for 5 of 35 items .*dvc repro embed"):
-        text_matrix(store, 35)
+        store.matrix(35)
 
 
-def _train(params, name):
-    train_stage.run(params, name)
-    return json.loads(Path(f"metrics/{name}.json").read_text())
+def _train(params, name, seed=1):
+    stage = train_lrd_stage if params["models"][name].get("lrd") else train_stage
+    return stage.run(params, "tiny", name, seed)
 
 
 def test_models_train_and_write_outputs(ws):
@@ -90,70 +93,88 @@ def test_models_train_and_write_outputs(ws):
         m = _train(params, name)
         assert set(m["test"]) == {"HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20"}
         assert 0 <= m["test"]["NDCG@5"] <= m["test"]["HR@5"] <= 1
-        ranks = pq.read_table(f"models/{name}/ranks.parquet")
+        assert json.loads(P.run_metrics(name, 1).read_text()) == m
+        assert m["git_commit"] and m["device"].startswith("cpu") and m["seed"] == 1
+        ranks = pq.read_table(P.run_ranks(name, 1))
         assert ranks.num_rows == 80 and set(ranks.column("split").to_pylist()) == {"dev", "test"}
-        assert Path(f"models/{name}/seed1.pt").exists()
-    assert pq.read_table("models/kda_lrd/latent_joint.parquet").schema == pq.read_table("data/relations/tiny/latent.parquet").schema
+        assert P.best_checkpoint(name, 1).exists() and P.resume_state(name, 1).exists()
+        assert P.run_curve(name, 1).read_text().startswith("epoch,")
 
 
 def test_training_is_deterministic(ws):
     _, params = ws
-    a = _train(params, "kda")
-    b = _train(params, "kda")
-    assert a["test"] == b["test"] and a["dev"] == b["dev"]
+    a = _train(params, "kda", seed=3)
+    shutil.rmtree(P.run_model("kda", 3))  # no resume point: train again from scratch
+    b = _train(params, "kda", seed=3)
+    assert a["test"] == b["test"] and a["dev"] == b["dev"] and b["resumed_after_epoch"] == 0
 
 
-def test_seeds_give_mean_and_std(ws):
+def test_a_killed_run_resumes_and_ends_bit_identical(ws, monkeypatch):
+    """Kill a run after epoch 2 (an exception from the epoch hook), re-run it: it resumes from
+    epoch 2 and ends with the same weights and metrics as an uninterrupted run."""
+    from lrd.train import loop
+
     _, params = ws
-    params["train"]["seeds"] = [1, 2]
-    m = _train(params, "rcf")
-    per_seed = [s["test"]["NDCG@5"] for s in m["per_seed"]]
-    assert m["test"]["NDCG@5"] == pytest.approx(np.mean(per_seed))
-    assert m["test_std"]["NDCG@5"] == pytest.approx(np.std(per_seed))
+    params["train"].update(max_epochs=4, stopping="patience", patience=10)
+    whole = _train(params, "kda_lrd", seed=5)
+    weights = torch.load(P.best_checkpoint("kda_lrd", 5), weights_only=True)
+    shutil.rmtree(P.run_model("kda_lrd", 5))
+    shutil.rmtree(P.run_results("kda_lrd", 5))
+
+    real_fit = loop.fit
+
+    def killed_after_two(model, opt, lp, state):
+        saving = lp.on_epoch
+
+        def save_then_die(s):
+            saving(s)
+            if s.epoch == 2:
+                raise KeyboardInterrupt
+
+        lp.on_epoch = save_then_die
+        return real_fit(model, opt, lp, state)
+
+    monkeypatch.setattr("lrd.experiment.fit", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        _train(params, "kda_lrd", seed=5)
+    assert not P.run_metrics("kda_lrd", 5).exists()  # nothing reported for an unfinished run
+    monkeypatch.setattr("lrd.experiment.fit", real_fit)
+    resumed = _train(params, "kda_lrd", seed=5)
+    assert resumed["resumed_after_epoch"] == 2 and resumed["epochs"] == 4
+    assert resumed["test"] == whole["test"] and resumed["dev"] == whole["dev"]
+    again = torch.load(P.best_checkpoint("kda_lrd", 5), weights_only=True)
+    assert all(torch.equal(weights[k], again[k]) for k in weights)
+
+
+def test_a_resume_point_from_other_settings_or_a_corrupt_one_is_not_used(ws, caplog):
+    _, params = ws
+    _train(params, "kda", seed=6)
+    params["models"]["kda"]["lr"] = 5.0e-3
+    m = _train(params, "kda", seed=6)
+    assert m["resumed_after_epoch"] == 0 and "was saved by another run (train" in caplog.text
+    P.resume_state("kda", 6).write_bytes(b"not a checkpoint")
+    m = _train(params, "kda", seed=6)
+    assert m["resumed_after_epoch"] == 0 and "cannot be read" in caplog.text and "starting the run over" in caplog.text
 
 
 def test_unknown_model_lists_the_valid_ones(ws):
     _, params = ws
     with pytest.raises(ConfigError, match="unknown model 'kdaa'.*sasrec, rcf, rcf_lrd, kda, kda_lrd, kda_static"):
-        train_stage.run(params, "kdaa")
+        train_stage.run(params, "tiny", "kdaa", 1)
 
 
-def test_lrd_model_starts_from_the_discover_checkpoint(ws):
-    from lrd.config import DiscoverConfig, TrainConfig, dataset_config
-    from lrd.discover import text_matrix
-    from lrd.embed.store import EmbeddingStore
-    from lrd.train.build import build_model, init_from_discover, relation_graph
-    from lrd.train.data import DatasetTables
-
+def test_lrd_model_in_the_wrong_list_is_refused(ws):
     _, params = ws
-    params["train"]["init_from_discover"] = True
-    cfg, dcfg = TrainConfig.from_params(params), DiscoverConfig.from_params(params)
-    tables = DatasetTables.load(dataset_config(params).processed_dir)
-    spec = cfg.spec("kda_lrd")
-    graph = relation_graph(spec, cfg, dcfg, tables, Path("data/relations/tiny/latent.parquet"))
-    text = text_matrix(EmbeddingStore.open(next(Path("data/embeddings/tiny").iterdir())), tables.n_items)
-    model = build_model(spec, cfg, dcfg, tables, graph, text)
-    init_from_discover(model, graph, cfg, dcfg)
-    state = torch.load("models/discover/checkpoint.pt", weights_only=True)["state"]
-    assert torch.equal(model.entities.weight, state["entities.weight"])
-    assert torch.equal(model.lrd.extract.weight, state["lrd.extract.weight"])
-    _train(params, "kda_lrd")  # and the stage trains from there
+    params["train"].update(models=["kda", "kda_lrd"], lrd_models=[])
+    with pytest.raises(ConfigError, match=r"`train.models` lists 'kda_lrd', which is not a base model.*train.lrd_models"):
+        train_stage.run(params, "tiny", "kda", 1)
 
 
-def test_stale_discover_checkpoint_is_refused(ws):
-    _, params = ws
-    params["discover"]["latent_types"] = 4  # discover ran with 3
-    params["train"]["init_from_discover"] = True
-    with pytest.raises(ConfigError, match="was made with other settings.*dvc repro discover"):
-        train_stage.run(params, "kda_lrd")
-
-
-def test_nan_loss_stops_with_the_epoch_and_keeps_the_best_checkpoint(ws, monkeypatch, tmp_path):
+def test_nan_loss_stops_with_the_epoch_and_keeps_the_best_weights(ws, monkeypatch):
     from lrd.models.relational import RelationalRecommender
 
     _, params = ws
-    params["train"]["max_epochs"] = 3
-    params["train"]["patience"] = 3
+    params["train"].update(max_epochs=3, patience=3)
     real = RelationalRecommender.losses
     calls = {"n": 0}
 
@@ -165,9 +186,9 @@ def test_nan_loss_stops_with_the_epoch_and_keeps_the_best_checkpoint(ws, monkeyp
         return out
 
     monkeypatch.setattr(RelationalRecommender, "losses", poisoned)
-    with pytest.raises(ModelError, match=r"became nan at epoch 2, step \d+; the best checkpoint \(epoch 1\) is kept at models/kda-seed1-before-failure.pt"):
-        train_stage.run(params, "kda")
-    state = torch.load("models/kda-seed1-before-failure.pt", weights_only=True)
+    with pytest.raises(ModelError, match=r"became nan at epoch 2, step \d+; the best weights are those of epoch 1\..* in models/tiny/kda/9/best.pt"):
+        _train(params, "kda", seed=9)
+    state = torch.load(P.best_checkpoint("kda", 9), weights_only=True)
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
 
 
@@ -175,17 +196,30 @@ def test_train_without_upstream_names_the_stage(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = tiny_params(tmp_path)
     with pytest.raises(MissingUpstreamError, match=r"dvc repro ingest"):
-        train_stage.run(params, "kda")
+        train_stage.run(params, "tiny", "kda", 1)
 
 
 def test_full_ranking_is_never_better_than_the_sampled_rank(ws):
     _, params = ws
-    params["train"]["full_ranking"] = True
-    params["train"]["max_epochs"] = 1
-    m = _train(params, "kda")
-    ranks = pq.read_table("models/kda/ranks.parquet").to_pylist()
+    params["train"].update(full_ranking=True, max_epochs=1)
+    m = _train(params, "kda", seed=7)
+    ranks = pq.read_table(P.run_ranks("kda", 7)).to_pylist()
     sampled = {r["user"]: r["rank"] for r in ranks if r["split"] == "test"}
     full = {r["user"]: r["rank"] for r in ranks if r["split"] == "test_full"}
     assert len(full) == 40 and max(full.values()) <= 30
     assert all(full[u] >= sampled[u] for u in full)
     assert m["test_full_ranking"]["HR@20"] <= 1.0
+
+
+def test_compare_reports_seeds_lifts_and_the_joint_relations(ws):
+    _, params = ws
+    params["train"]["seeds"] = [11, 12, 13]
+    for seed in (11, 12, 13):
+        for name in ("kda", "kda_lrd"):
+            _train(params, name, seed)
+    compare_stage.run(params, "tiny")
+    table = (P.reports / "results.md").read_text()
+    assert "| kda_lrd | kda | " in table and "[95% CI]" in table and "p (users)" in table
+    assert pq.read_table(P.latent_joint).schema == pq.read_table(P.latent).schema
+    rows = {r.split(",")[0]: r.split(",") for r in (P.reports / "results.csv").read_text().splitlines()}
+    assert int(rows["kda"][2]) >= 3

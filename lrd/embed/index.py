@@ -13,14 +13,21 @@ import faiss
 import numpy as np
 
 from lrd.config import IndexConfig
+from lrd.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+IVFPQ_MIN_ITEMS = 39 * 256  # below this FAISS cannot train the product quantiser well (or at all)
 
 
 def build_index(vectors: np.ndarray, cfg: IndexConfig, seed: int = 0, chunk: int = 1 << 18) -> tuple[faiss.Index, dict]:
     """Build and fill an index; returns it with a description of its settings."""
     n, dim = vectors.shape
     kind = cfg.resolve(n)
+    if kind == "ivfpq" and n < IVFPQ_MIN_ITEMS:
+        log.info("IVF-PQ trains 256 codes per sub-quantiser and wants 39 vectors per code (%d); with %d items exact search is used",
+                 IVFPQ_MIN_ITEMS, n)
+        kind = "flat"
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
         info = {"type": "flat"}
@@ -33,7 +40,7 @@ def build_index(vectors: np.ndarray, cfg: IndexConfig, seed: int = 0, chunk: int
         nlist = cfg.nlist or max(1, min(int(4 * math.sqrt(n)), n // 39))
         m = cfg.pq_m or _default_pq_m(dim)
         if dim % m:
-            raise ValueError(f"`embed.index.pq_m` = {m} must divide the vector dimension {dim}")
+            raise ConfigError(f"params.yaml: `embed.index.pq_m` is {m}; it must divide the vector dimension {dim}")
         index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
         # k-means wants ~39-256 points per centroid; more only costs time.
         sample = np.random.default_rng(seed).choice(n, size=min(n, max(nlist * 64, 256 * 64)), replace=False)

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from lrd.config import EmbedConfig
-from lrd.embed import encoders
+from lrd.embed import encoders, remote, vector_file
 from lrd.embed.cache import VectorCache, text_keys
 from lrd.embed.index import build_index
 from lrd.embed.store import write_index
@@ -23,9 +23,6 @@ from lrd.errors import DataError, ModelError
 from lrd.io import read_json, sha256_file, write_json, write_parquet
 
 log = logging.getLogger(__name__)
-
-CACHE_ROOT = Path("data/embeddings/.cache")
-
 
 def _versions() -> dict:
     out = {"python": platform.python_version()}
@@ -38,7 +35,7 @@ def _versions() -> dict:
 
 
 def _check_texts(items: pa.Table, template: str) -> list[str]:
-    texts = render_texts(items, template)
+    texts = render_texts(items, template, param="embed.text_template")
     empty = [i for i, t in enumerate(texts) if t is None or not t.strip()]
     if empty:
         ids = items.column("item").to_pylist()
@@ -50,9 +47,10 @@ def _check_texts(items: pa.Table, template: str) -> list[str]:
 
 
 def embed_items(
-    items: pa.Table, cfg: EmbedConfig, out: Path, cache_root: Path = CACHE_ROOT, seed: int = 0, previous: Path | None = None
+    items: pa.Table, cfg: EmbedConfig, out: Path, cache_root: Path, seed: int = 0, previous: Path | None = None
 ) -> dict:
-    """Write the store for `items` (the ingest items table) into folder `out`; returns the manifest.
+    """Write the store for `items` (the ingest items table) into folder `out`; returns the manifest
+    plus how the run went (encoded / from_cache counts, device, timings).
 
     `previous` is the store this one replaces: when its vectors and index settings are the
     same, its (checksum-verified) index is reused instead of rebuilt.
@@ -60,38 +58,14 @@ def embed_items(
     start = time.perf_counter()
     texts = _check_texts(items, cfg.text_template)
     ids = items.column("item").to_numpy().astype(np.int32)
-    path = encoders.resolve_model_path(cfg.model)
-    ident = encoders.identity(cfg, path)
-    cache = VectorCache(cache_root, ident, encoders.identity_hash(ident))
-    keys = text_keys(texts)
-
-    found, cached = cache.lookup(keys)
-    devices, encode_seconds, n_encoded = ["cache"], 0.0, 0
-    if not found.all():
-        devices = encoders.resolve_devices(cfg)
-        todo = np.flatnonzero(~found)
-        log.info("encoding %d of %d item texts with %s on %s (%d found in the cache)", len(todo), len(texts), cfg.model, ", ".join(devices), int(found.sum()))
-        t0 = time.perf_counter()
-        fresh, dim = encoders.encode(cfg, path, [texts[i] for i in todo], devices)
-        if cached is not None and cached.shape[1] != dim:
-            cache.check_dim(dim)  # the model changed shape under the same name: never mix
-            found[:] = False
-            cached = None
-            todo = np.arange(len(texts))
-            fresh, dim = encoders.encode(cfg, path, texts, devices)
-        encode_seconds = time.perf_counter() - t0
-        n_encoded = len(todo)
-        _check_finite(fresh, ids[todo], cfg)
-        cache.add(keys[todo], fresh)
+    if cfg.backend == "file":
+        vectors = vector_file.load_vectors(cfg.path, items, cfg.vector_dim, cfg.normalize, cfg.ids, cfg.feat_dtype)
+        ident, source = vector_file.identity(cfg.path, cfg.vector_dim, cfg.normalize, cfg.ids, cfg.feat_dtype), str(Path(cfg.path).resolve())
+        run = {"encoded": 0, "from_cache": 0, "device": ["file"], "encode_seconds": 0.0}
+        log.info("%d item vectors of dimension %d read from %s", len(ids), vectors.shape[1], cfg.path)
     else:
-        log.info("all %d item texts found in the cache; nothing to encode", len(texts))
-        dim = cached.shape[1]
-
-    vectors = np.empty((len(texts), dim), dtype=np.float32)
-    if found.any():
-        vectors[found] = cached
-    if n_encoded:
-        vectors[~found] = fresh
+        vectors, ident, source, run = _encode_with_cache(texts, ids, cfg, cache_root)
+    dim = vectors.shape[1]
     _check_finite(vectors, ids, cfg)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -105,9 +79,9 @@ def embed_items(
         index_info.update(write_index(index, out / "index.faiss"))
     manifest = {
         "model": cfg.model,
-        "model_path": str(path),
+        "model_path": source,
         "backend": cfg.backend,
-        "pooling": ident["pooling"],
+        "pooling": ident.get("pooling", "model"),
         "dim": int(dim),
         "normalized": cfg.normalize,
         "instruction": cfg.instruction,
@@ -115,21 +89,96 @@ def embed_items(
         "text_template": cfg.text_template,
         "text_template_sha256": template_hash(cfg.text_template),
         "items": len(ids),
-        "encoded": n_encoded,
-        "from_cache": int(len(ids) - n_encoded),
-        "device": devices,
         "dtype": cfg.dtype,
-        "encode_seconds": round(encode_seconds, 3),
-        "items_per_second": round(n_encoded / encode_seconds, 1) if encode_seconds else None,
-        "seconds": round(time.perf_counter() - start, 3),
         "vectors_sha256": digest,
         "index": index_info,
         "identity": ident,
         "config": _config_dict(cfg),
         "versions": _versions(),
     }
+    # The manifest describes the vectors only, so that re-running on the same inputs writes the
+    # same store and nothing downstream goes stale; how this run went is returned beside it.
     write_json(manifest, out / "manifest.json")
-    return manifest
+    seconds = run["encode_seconds"]
+    run.update(encode_seconds=round(seconds, 3), items_per_second=round(run["encoded"] / seconds, 1) if seconds else None,
+               seconds=round(time.perf_counter() - start, 3))
+    return {**manifest, **run}
+
+
+def _encode_with_cache(texts: list[str], ids: np.ndarray, cfg: EmbedConfig, cache_root: Path) -> tuple[np.ndarray, dict, str, dict]:
+    """Vectors for `texts`, encoding only those the cache lacks; (vectors, identity, model source, run info)."""
+    if cfg.backend == "openai":
+        settings = remote.RemoteSettings.from_config(cfg)
+        ident, source, path = remote.identity(settings), settings.base_url, None
+    else:
+        path = encoders.resolve_model_path(cfg.model)
+        ident, source = encoders.identity(cfg, path), str(path)
+    cache = VectorCache(cache_root, ident, encoders.identity_hash(ident))
+    keys = text_keys(texts)
+    found, cached = cache.lookup(keys)
+    run = {"encoded": 0, "from_cache": int(found.sum()), "device": ["cache"], "encode_seconds": 0.0}
+    if found.all():
+        log.info("all %d item texts found in the cache; nothing to encode", len(texts))
+        return cached, ident, source, run
+    todo = np.flatnonzero(~found)
+    t0 = time.perf_counter()
+    if cfg.backend == "openai":
+        run["device"] = [settings.base_url]
+        log.info("asking %s for %d of %d item vectors (%d found in the cache)", settings.url, len(todo), len(texts), int(found.sum()))
+        fresh, stale = _encode_remote(settings, texts, keys, todo, cache, cached.shape[1] if cached is not None else None)
+    else:
+        run["device"] = encoders.resolve_devices(cfg)
+        log.info("encoding %d of %d item texts with %s on %s (%d found in the cache)", len(todo), len(texts), cfg.model,
+                 ", ".join(run["device"]), int(found.sum()))
+        fresh, dim = encoders.encode(cfg, path, [texts[i] for i in todo], run["device"])
+        stale = cached is not None and cached.shape[1] != dim
+        if not stale:
+            _check_finite(fresh, ids[todo], cfg)
+            cache.add(keys[todo], fresh)
+    if stale:  # the model changed its output size under the same identity: never mix, encode all again
+        log.warning("cached vectors of %s have another dimension than the model gives now: encoding every text again", cfg.model)
+        cache.check_dim(fresh.shape[1])
+        todo, found = np.arange(len(texts)), np.zeros(len(texts), bool)
+        if cfg.backend == "openai":
+            fresh, _ = _encode_remote(settings, texts, keys, todo, cache, None)
+        else:
+            fresh, _ = encoders.encode(cfg, path, texts, run["device"])
+            cache.add(keys, fresh)
+    run.update(encoded=len(todo), from_cache=int(len(texts) - len(todo)), encode_seconds=time.perf_counter() - t0)
+    vectors = np.empty((len(texts), fresh.shape[1]), dtype=np.float32)
+    if found.any():
+        vectors[found] = cached
+    vectors[~found] = fresh
+    return vectors, ident, source, run
+
+
+def _encode_remote(settings, texts, keys, todo, cache: VectorCache, cached_dim: int | None, flush_every: int = 4096):
+    """Ask the endpoint for `texts[todo]`, writing vectors to the cache as they arrive (every
+    `flush_every` texts, and whatever arrived when it stops), so an interrupted or over-budget
+    run keeps what it paid for. Returns (vectors, whether the cache holds another dimension)."""
+    pending: list[tuple[np.ndarray, np.ndarray]] = []
+    stale = False
+
+    def flush() -> None:
+        if pending and not stale:
+            cache.add(np.concatenate([k for k, _ in pending]), np.concatenate([v for _, v in pending]))
+        pending.clear()
+
+    def on_chunk(idx: np.ndarray, vecs: np.ndarray) -> None:
+        nonlocal stale
+        stale = stale or (cached_dim is not None and vecs.shape[1] != cached_dim)
+        pending.append((keys[todo[idx]], vecs))
+        if sum(len(k) for k, _ in pending) >= flush_every:
+            flush()
+
+    with remote.RemoteEncoder(settings) as encoder:
+        try:
+            vectors = encoder.encode([texts[i] for i in todo], on_chunk=on_chunk)
+        finally:
+            flush()
+            log.info("endpoint: %d requests, %d tokens%s", encoder.spent["requests"], encoder.spent["tokens"],
+                     " (partly estimated)" if encoder.spent["tokens_estimated"] else "")
+    return vectors, stale
 
 
 def _reuse_index(previous: Path | None, digest: str, cfg: EmbedConfig, out: Path) -> dict | None:

@@ -11,7 +11,9 @@ a manifest. Later stages and the CLI open it through `EmbeddingStore`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from pathlib import Path
 
 import faiss
@@ -21,14 +23,32 @@ from lrd.config import EmbedConfig, IndexConfig, build
 from lrd.embed.index import build_index, configure_search
 from lrd.errors import DataError, MissingUpstreamError
 from lrd.io import atomic_path, read_json, sha256_file, write_json
+from lrd.paths import Paths
 
 log = logging.getLogger(__name__)
 
 
-def store_dir(dataset: str, cfg: EmbedConfig) -> Path:
-    from lrd.embed.encoders import slug
+def store_dir(paths: Paths, cfg: EmbedConfig) -> Path:
+    """Where the store of the model `cfg` names lives for this dataset."""
+    return paths.store(slug(cfg))
 
-    return Path("data/embeddings") / dataset / slug(cfg)
+
+def slug(cfg: EmbedConfig) -> str:
+    """Folder name for a model's store: readable, and distinct for distinct local paths."""
+    if cfg.backend == "file":
+        path = Path(cfg.path).expanduser().resolve()
+        base = f"file-{path.stem}-" + hashlib.sha256(str(path).encode()).hexdigest()[:6]
+    elif Path(cfg.model).expanduser().exists() and cfg.backend != "openai":
+        path = Path(cfg.model).expanduser().resolve()
+        base = path.name + "-" + hashlib.sha256(str(path).encode()).hexdigest()[:6]
+    else:
+        base = cfg.model.split("/")[-1]
+    out = re.sub(r"[^a-z0-9.]+", "-", base.lower()).strip("-")
+    return f"{out}-{cfg.pooling}" if cfg.backend == "hf-causal" else f"{out}-openai" if cfg.backend == "openai" else out
+
+
+def open_store(paths: Paths, cfg: EmbedConfig) -> "EmbeddingStore":
+    return EmbeddingStore.open(store_dir(paths, cfg))
 
 
 def write_index(index: faiss.Index, path: Path) -> dict:
@@ -76,6 +96,19 @@ class EmbeddingStore:
     def vectors_for(self, item_ids) -> np.ndarray:
         return np.asarray(self.vectors[self.rows(item_ids)], dtype=np.float32)
 
+    def matrix(self, n_items: int) -> np.ndarray:
+        """(n_items + 1) x dim vectors in item-id order, row 0 (padding) zeros; every item must have one."""
+        ids = np.arange(1, n_items + 1)
+        covered = np.isin(ids, self.ids)
+        if not covered.all():
+            raise MissingUpstreamError(
+                f"the embedding store {self.path} lacks vectors for {int((~covered).sum())} of {n_items} items "
+                f"(e.g. item {int(ids[~covered][0])}): run `dvc repro embed`"
+            )
+        out = np.zeros((n_items + 1, self.dim), dtype=np.float32)
+        out[1:] = self.vectors_for(ids)
+        return out
+
     @property
     def index(self) -> faiss.Index:
         """The FAISS index, checked against the manifest's checksum; rebuilt when it fails."""
@@ -119,14 +152,6 @@ class EmbeddingStore:
             out_ids[r, : counts[r]] = ids[r][sel[r]]
             out_scores[r, : counts[r]] = scores[r][sel[r]]
         return out_ids, out_scores
-
-    def encode_query(self, text: str) -> np.ndarray:
-        """Encode free text with the store's own model settings."""
-        from lrd.embed.encoders import load_encoder, resolve_devices, resolve_model_path
-
-        cfg = build(EmbedConfig, self.manifest["config"], "embed")
-        encoder = load_encoder(cfg, resolve_model_path(cfg.model), resolve_devices(cfg)[0])
-        return encoder.encode([text], progress=False)
 
 
 def _index_config(settings: dict) -> dict:

@@ -25,6 +25,8 @@ from torch import nn
 
 
 class LatentRelationDiscovery(nn.Module):
+    OBJECTIVES = {"reference": "_reference_terms", "expectation": "_expectation_terms"}  # the reconstruction terms
+
     def __init__(
         self,
         text: torch.Tensor,
@@ -33,14 +35,12 @@ class LatentRelationDiscovery(nn.Module):
         alpha: float = 0.1,
         drop_virtual: bool = True,
         objective: str = "reference",
-        balance: float = 1.0,
     ):
         """text: (n_items + 1) x P LLM vectors, row 0 = padding (zeros); frozen."""
         super().__init__()
-        if objective not in ("reference", "expectation"):
-            raise ValueError(f"LRD objective must be 'reference' or 'expectation', got {objective!r}")
+        if objective not in self.OBJECTIVES:
+            raise ValueError(f"LRD objective must be one of {', '.join(self.OBJECTIVES)}, got {objective!r}")
         self.objective = objective
-        self.balance = balance
         self.register_buffer("text", text.float(), persistent=False)
         self.project = nn.Linear(text.shape[1], d)
         self.extract = nn.Linear(2 * d, n_relations)
@@ -86,44 +86,54 @@ class LatentRelationDiscovery(nn.Module):
         # <e_t, w_r> is the same for h and h⁻ and cancels in the difference.
         delta = item_emb(history) - item_emb(negatives)  # B x H x d
         rel = rel_emb[1:] if self.drop_virtual else rel_emb
-        q_dec = q[..., 1:] if self.drop_virtual else q
         score = ((delta * e_t + delta) @ rel.t()).float()  # B x H x R': s_r(h, t) − s_r(h⁻, t) per unit q
         valid = mask.float()
-        n_valid = valid.sum(1).clamp(min=1)
-        if self.objective == "reference":
-            diff = q_dec * score
-            mean_sig = (torch.sigmoid(diff) * valid[..., None]).sum(1) / n_valid[:, None]  # B x R'
-            reconstruction = -torch.log(mean_sig.clamp(min=1e-12)).mean()
-        else:
-            if self.drop_virtual:  # "no relation" reconstructs nothing: σ(0)
-                score = torch.cat([torch.zeros_like(score[..., :1]), score], dim=-1)
-            diff = q * score
-            expected = (q * F.logsigmoid(score)).sum(-1)  # B x H
-            reconstruction = -((expected * valid).sum(1) / n_valid).mean()
-        plogp = -(q * torch.log(q.clamp(min=1e-12)))
-        if self.objective == "reference":
-            entropy_per_pos = plogp.mean(-1)  # mean over r, as the reference
-            entropy = (entropy_per_pos * valid).sum() / valid.sum().clamp(min=1)
-            loss = reconstruction + self.alpha * entropy
-        else:
-            # Confident per pair, yet spread over types across pairs: the mutual information
-            # between pair and type, H(mean q) − mean H(q). Minimising the per-pair entropy
-            # alone lets every pair collapse onto one type that the embeddings then fit.
-            entropy = (plogp.sum(-1) * valid).sum() / valid.sum().clamp(min=1)
-            usage = (q * valid[..., None]).sum((0, 1)) / valid.sum().clamp(min=1)
-            spread = -(usage * torch.log(usage.clamp(min=1e-12))).sum()
-            loss = reconstruction + self.alpha * (entropy - self.balance * spread)
+        reconstruction, entropy, regulariser, diff = getattr(self, self.OBJECTIVES[self.objective])(q, score, valid)
         with torch.no_grad():
             # A pair "reconstructs" when the q-weighted score prefers h over h⁻.
             correct = ((diff.sum(-1) > 0).float() * valid).sum() / valid.sum().clamp(min=1)
+        loss = reconstruction + self.alpha * regulariser
         return loss, {"lrd_reconstruction": reconstruction.detach(), "lrd_entropy": entropy.detach(), "lrd_accuracy": correct}
 
+    def _reference_terms(self, q, score, valid):
+        """The paper code's: −mean_{b,r} log mean_h σ(q_r · Δs_r), plus the entropy averaged over r."""
+        q_dec = q[..., 1:] if self.drop_virtual else q
+        diff = q_dec * score
+        n_valid = valid.sum(1).clamp(min=1)
+        mean_sig = (torch.sigmoid(diff) * valid[..., None]).sum(1) / n_valid[:, None]  # B x R'
+        reconstruction = -torch.log(mean_sig.clamp(min=1e-12)).mean()
+        entropy = (_plogp(q).mean(-1) * valid).sum() / valid.sum().clamp(min=1)  # mean over r, as the reference
+        return reconstruction, entropy, entropy, diff
 
-def distmult_kg_loss(
-    kg: dict[str, torch.Tensor], entity_emb: nn.Embedding, rel_emb: torch.Tensor
-) -> torch.Tensor:
-    """−log σ(f(h, r, t, v) − f(h', r, t', v)), f = Σ e_h ⊙ (rel_r + e_v) ⊙ e_t."""
-    relv = rel_emb[kg["r"]] + entity_emb(kg["v"])
-    pos = (entity_emb(kg["h"]) * relv * entity_emb(kg["t"])).sum(-1)
-    neg = (entity_emb(kg["neg_h"]) * relv * entity_emb(kg["neg_t"])).sum(-1)
-    return F.softplus(-(pos - neg).float()).mean()
+    def _expectation_terms(self, q, score, valid):
+        """E_q[log σ(Δs_r)] with s_0 = 0 for "no relation", plus mean H(q) − H(mean q)."""
+        if self.drop_virtual:  # "no relation" reconstructs nothing: σ(0)
+            score = torch.cat([torch.zeros_like(score[..., :1]), score], dim=-1)
+        diff = q * score
+        n_valid = valid.sum(1).clamp(min=1)
+        expected = (q * F.logsigmoid(score)).sum(-1)  # B x H
+        reconstruction = -((expected * valid).sum(1) / n_valid).mean()
+        # Confident per pair, yet spread over types across pairs: the mutual information
+        # between pair and type, H(mean q) − mean H(q). Minimising the per-pair entropy
+        # alone lets every pair collapse onto one type that the embeddings then fit.
+        entropy = (_plogp(q).sum(-1) * valid).sum() / valid.sum().clamp(min=1)
+        usage = (q * valid[..., None]).sum((0, 1)) / valid.sum().clamp(min=1)
+        spread = -(usage * torch.log(usage.clamp(min=1e-12))).sum()
+        return reconstruction, entropy, entropy - spread, diff
+
+    @torch.no_grad()
+    def label(self, heads: torch.Tensor, tails: torch.Tensor, tables, types: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For each pair: the most probable relation among `types` (index within them), its q, and the entropy of q.
+
+        `tables` are `pair_tables()` computed once for many calls.
+        """
+        a, b, c = tables
+        q = torch.softmax(a[heads] + b[tails] + c, dim=-1)
+        prob, idx = q[:, types].max(dim=1)
+        entropy = -(q * torch.log(q.clamp(min=1e-12))).sum(1)
+        return idx, prob, entropy
+
+
+def _plogp(q: torch.Tensor) -> torch.Tensor:
+    """−q log q per type (0 where q underflows to 0)."""
+    return -(q * torch.log(q.clamp(min=1e-12)))

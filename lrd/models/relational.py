@@ -9,42 +9,38 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from lrd.graph import RelationGraph
+from lrd.config import ModelConfig
+from lrd.models.base import Catalog, Recommender, relation_losses
 from lrd.models.batch import Batch
 from lrd.models.blocks import ChannelSelfAttention, TemporalKernel, init_normal, relational_attention
-from lrd.models.lrd import LatentRelationDiscovery, distmult_kg_loss
+from lrd.models.losses import bpr_loss
+from lrd.models.lrd import LatentRelationDiscovery
 
 
-class RelationalRecommender(nn.Module):
-    def __init__(
-        self,
-        graph: RelationGraph,
-        n_users: int,
-        d: int = 64,
-        layers: int = 5,
-        heads: int = 4,
-        temporal: bool = False,
-        n_dft: int = 64,
-        kg_weight: float = 0.0,
-        lrd: LatentRelationDiscovery | None = None,
-        lrd_weight: float = 10.0,
-    ):
+class RelationalRecommender(Recommender):
+    temporal = False
+
+    def __init__(self, cfg: ModelConfig, catalog: Catalog):
+        graph = catalog.graph
+        # Built before the recommender's own tables, so that a seed draws the same weights as
+        # it always has; it keeps its own initialisation (or the discover checkpoint's).
+        lrd = LatentRelationDiscovery(catalog.text, cfg.dim, graph.n_relations, cfg.alpha, cfg.drop_virtual) if cfg.lrd else None
         super().__init__()
+        d = cfg.dim
         self.n_items, self.n_relations = graph.n_items, graph.n_relations
-        self.users = nn.Embedding(n_users + 1, d)
+        self.users = nn.Embedding(catalog.n_users + 1, d)
         self.entities = nn.Embedding(graph.n_entities, d)
         self.relations = nn.Embedding(graph.n_relations, d)
         self.item_bias = nn.Embedding(graph.n_items + 1, 1)
-        self.channels = ChannelSelfAttention(d, heads, layers)
+        self.channels = ChannelSelfAttention(d, cfg.heads, cfg.layers)
         init_normal(self)
-        self.decay = TemporalKernel(graph.n_relations, n_dft) if temporal else None
+        self.decay = TemporalKernel(graph.n_relations, cfg.n_dft) if self.temporal else None
         self.register_buffer("value_of", torch.from_numpy(np.ascontiguousarray(graph.value_of)), persistent=False)
-        self.kg_weight = kg_weight
-        self.lrd = lrd  # initialised by its own code (or from the discover checkpoint)
-        self.lrd_weight = lrd_weight
+        self.kg_weight = graph.kg_weight(cfg.kg_weight, catalog.n_interactions)
+        self.lrd = lrd
+        self.lrd_weight = cfg.lrd_weight
 
     def scores(self, batch: Batch) -> torch.Tensor:
         """B x C scores of the candidates."""
@@ -61,16 +57,19 @@ class RelationalRecommender(nn.Module):
         return ((user + pooled) * cand).sum(-1).float() + self.item_bias(batch.candidates).squeeze(-1).float()
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        scores = self.scores(batch)
-        rec = F.softplus(-(scores[:, :1] - scores[:, 1:])).mean()  # BPR, one negative per row
-        out = {"rec": rec, "loss": rec}
-        if self.kg_weight and batch.kg:
-            out["kg"] = distmult_kg_loss(batch.kg, self.entities, self.relations.weight)
-            out["loss"] = out["loss"] + self.kg_weight * out["kg"]
-        if self.lrd is not None and self.lrd_weight and batch.lrd_negatives is not None:
-            lrd_loss, parts = self.lrd.loss(
-                batch.history, batch.lrd_negatives, batch.candidates[:, 0], batch.mask, self.entities, self.relations.weight
-            )
-            out.update(lrd=lrd_loss, **parts)
-            out["loss"] = out["loss"] + self.lrd_weight * lrd_loss
-        return out
+        rec = bpr_loss(self.scores(batch))
+        extra = relation_losses(batch, self.entities, self.relations.weight, bool(self.kg_weight), self.lrd if self.lrd_weight else None)
+        loss = rec
+        if "kg" in extra:
+            loss = loss + self.kg_weight * extra["kg"]
+        if "lrd" in extra:
+            loss = loss + self.lrd_weight * extra["lrd"]
+        return {"rec": rec, "loss": loss, **extra}
+
+
+class RCF(RelationalRecommender):
+    """The reference code's RCF: KDA without the temporal kernel."""
+
+
+class KDA(RelationalRecommender):
+    temporal = True

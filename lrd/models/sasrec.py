@@ -4,22 +4,25 @@ position's output scores the candidates by inner product. The non-relational bas
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from lrd.config import ModelConfig
+from lrd.models.base import Catalog, Recommender
 from lrd.models.batch import Batch
+from lrd.models.losses import bpr_loss
 
 
-class SASRec(nn.Module):
-    def __init__(self, n_items: int, history_max: int, d: int = 64, layers: int = 2, heads: int = 2, dropout: float = 0.2):
+class SASRec(Recommender):
+    def __init__(self, cfg: ModelConfig, catalog: Catalog):
         super().__init__()
-        self.items = nn.Embedding(n_items + 1, d, padding_idx=0)
-        self.positions = nn.Embedding(history_max, d)
-        self.dropout = nn.Dropout(dropout)
-        layer = nn.TransformerEncoderLayer(d, heads, dim_feedforward=d, dropout=dropout, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        d, self.n_items = cfg.dim, catalog.n_items
+        self.items = nn.Embedding(catalog.n_items + 1, d, padding_idx=0)
+        self.positions = nn.Embedding(cfg.history_max, d)
+        self.dropout = nn.Dropout(cfg.dropout)
+        layer = nn.TransformerEncoderLayer(d, cfg.heads, dim_feedforward=d, dropout=cfg.dropout, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
-        causal = torch.triu(torch.full((history_max, history_max), float("-inf")), diagonal=1)
+        causal = torch.triu(torch.full((cfg.history_max, cfg.history_max), float("-inf")), diagonal=1)
         self.register_buffer("causal", causal, persistent=False)
         nn.init.normal_(self.items.weight, 0, 0.02)
         nn.init.normal_(self.positions.weight, 0, 0.02)
@@ -38,6 +41,5 @@ class SASRec(nn.Module):
         return (u[:, None, :] * self.items(batch.candidates)).sum(-1).float()
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        scores = self.scores(batch)
-        rec = F.softplus(-(scores[:, :1] - scores[:, 1:])).mean()
+        rec = bpr_loss(self.scores(batch))
         return {"rec": rec, "loss": rec}

@@ -27,15 +27,17 @@ import html
 import json
 import logging
 import re
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pjson
 
 from lrd.config import AttributeConfig, IngestConfig
-from lrd.data.readers.base import LINKS_SCHEMA, RawDataset, find_one
+from lrd.data.readers.base import LINKS_SCHEMA, UTF8_BOM, RawDataset, find_one, unix_seconds, unreadable
 from lrd.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -97,9 +99,14 @@ def _read(folder: Path, year: str, release: Release) -> RawDataset:
     interactions = read_reviews(reviews_path)
     reviewed = set(pc.unique(interactions.column("item")).to_pylist())
     metas = [release.to_meta(r) for r in read_metadata(meta_path, reviewed, release.parse, release.line_kind)]
+    if not metas:
+        raise DataError(
+            f"{meta_path}: none of the {len(reviewed)} items reviewed in {reviews_path.name} has a metadata line. "
+            "Use the metadata file of the same category as the reviews."
+        )
     described = pa.array([m.asin for m in metas], pa.string())
     keep = pc.is_in(interactions.column("item"), value_set=described)
-    if not pc.all(keep).as_py():
+    if pc.all(keep).as_py() is False:
         # An item without a metadata line has no text for the LLM; its reviews go before the k-core.
         missing = len(reviewed) - len(described)
         log.warning("%s: %d reviewed items have no metadata line; their %d reviews are left out",
@@ -110,6 +117,10 @@ def _read(folder: Path, year: str, release: Release) -> RawDataset:
         items=_items_table(metas, release.with_description),
         links=_links_table(metas, reviewed),
         attributes={"category": AttributeConfig(), "brand": AttributeConfig()},
+        # The LRD reference's item text: title, category, brand.
+        text_template="{title}[. Category: {leaf_categories}][. Brand: {brand}]",
+        # The reference's Amazon models use the also_bought / also_viewed lists too.
+        model_relations=("attribute", "item-item"),
         files={"interactions": reviews_path, "items": meta_path},
     )
 
@@ -128,7 +139,7 @@ def _find_reviews_2018(folder: Path) -> Path:
     if not hits:
         raise DataError(
             f"{folder}: no Amazon 2018 reviews file (looked for *.json[.gz] not named meta_*); "
-            "check `dataset.format` and the source"
+            "check the dataset's `format` and `source` in params.yaml"
         )
     return hits[0]
 
@@ -138,16 +149,35 @@ def _find_reviews_2018(folder: Path) -> Path:
 
 
 def read_reviews(path: Path) -> pa.Table:
-    """user, item, timestamp from a JSON-lines review file (gzip is recognised by its .gz name)."""
+    """user, item, timestamp (unix seconds) from a JSON-lines review file (gzip recognised by its .gz name)."""
     options = pjson.ParseOptions(explicit_schema=REVIEW_SCHEMA, unexpected_field_behavior="ignore")
     try:
-        table = pjson.read_json(str(path), read_options=pjson.ReadOptions(block_size=1 << 24), parse_options=options)
-    except pa.ArrowInvalid as exc:
+        table = pjson.read_json(_stream(path), read_options=pjson.ReadOptions(block_size=1 << 24), parse_options=options)
+        table.validate(full=True)  # the JSON reader lets bad UTF-8 through into strings
+    except (pa.ArrowInvalid, OSError, EOFError, zlib.error) as exc:
         raise DataError(_first_bad_review(path) or f"{path}: cannot read the reviews ({exc})") from None
-    if any(table.column(name).null_count for name in REVIEW_SCHEMA.names):  # a field missing or null somewhere
+    if any(table.column(name).null_count for name in REVIEW_SCHEMA.names) or any(
+        pc.any(pc.equal(pc.utf8_trim_whitespace(table.column(name)), "")).as_py() for name in ("reviewerID", "asin")
+    ):  # a field missing, null or blank somewhere
         raise DataError(_first_bad_review(path) or f"{path}: some reviews lack {', '.join(REVIEW_SCHEMA.names)}")
-    columns = {"user": "reviewerID", "item": "asin", "timestamp": "unixReviewTime"}
-    return pa.table({ours: table.column(theirs) for ours, theirs in columns.items()})
+    seconds, order = unix_seconds(table.column("unixReviewTime"), path, "unixReviewTime", lambda rows: _review_lines(path, rows))
+    interactions = pa.table({"user": table.column("reviewerID"), "item": table.column("asin"), "timestamp": seconds})
+    return interactions if order is None else interactions.take(pa.array(order))
+
+
+def _stream(path: Path) -> pa.NativeFile:
+    """The file as pyarrow reads it (decompressing .gz natively), past a UTF-8 byte-order mark."""
+    stream = pa.input_stream(str(path))  # compression detected from the name
+    if stream.read(len(UTF8_BOM)) != UTF8_BOM:
+        stream.close()
+        stream = pa.input_stream(str(path))
+    return stream
+
+
+def _review_lines(path: Path, rows: np.ndarray) -> np.ndarray:
+    """File lines of review rows: pyarrow skips blank lines (a Python pass, on error only)."""
+    nonblank = [n for n, line in _lines(path) if line.strip()]
+    return np.asarray(nonblank)[np.asarray(rows)]
 
 
 def _first_bad_review(path: Path) -> str | None:
@@ -160,30 +190,41 @@ def _first_bad_review(path: Path) -> str | None:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             return f"{path}: line {n} is not valid JSON ({exc.msg}, column {exc.colno}). Fix or remove that line."
+        except RecursionError:
+            return f"{path}: line {n} is nested too deeply to be a review. Fix or remove that line."
         if not isinstance(record, dict):
             return f"{path}: line {n} is not a JSON object. Fix or remove that line."
         for field, (kind, what) in expected.items():
             if field not in record:
                 return (
-                    f"{path}: line {n}: no field `{field}`; the line has {', '.join(record) or 'no fields'}. "
-                    "Use an Amazon review file (or the `dataset.format` that matches this one)."
+                    f"{path}: line {n}: no field `{field}`; the line has {', '.join(map(str, record)) or 'no fields'}. "
+                    "Use an Amazon review file (or the `format` that matches this one)."
                 )
             value = record[field]
             if not isinstance(value, kind) or isinstance(value, bool):
                 return f"{path}: line {n}: field `{field}` is {value!r}, not {what}. Fix or remove that line."
+            if kind is str and not value.strip():
+                return f"{path}: line {n}: field `{field}` is empty. Fill it in or remove that line."
+            if kind is int and not -(2**63) <= value < 2**63:
+                return f"{path}: line {n}: field `{field}` is {value}, out of range for a unix time. Fix or remove that line."
     return None
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, line) of a UTF-8 text file, gzipped or not; bad UTF-8 is a DataError."""
+    """(line number, line) of a UTF-8 text file, gzipped or not; bad UTF-8 or gzip data is a DataError."""
     # Decoded line by line (not through a text wrapper, which decodes ahead) so the error names the line.
-    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
-        for n, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{path}: line {n}: not UTF-8 text ({exc.reason} at byte {exc.start}). Fix the file's encoding.") from None
-            yield n, line
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            for n, raw in enumerate(f, start=1):
+                if n == 1 and raw.startswith(UTF8_BOM):
+                    raw = raw[len(UTF8_BOM):]
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"{path}: line {n}: not UTF-8 text ({exc.reason} at byte {exc.start}). Fix the file's encoding.") from None
+                yield n, line
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(unreadable(path, exc)) from None
 
 
 # --------------------------------------------------------------------------------------------

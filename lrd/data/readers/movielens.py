@@ -24,7 +24,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lrd.config import AttributeConfig, IngestConfig
-from lrd.data.readers.base import RawDataset, find_one, read_bytes, read_delimited
+from lrd.data.readers.base import (
+    YEAR_EDGES, RawDataset, csv_lines, duplicate_ids, find_one, read_bytes, read_delimited, unix_seconds,
+)
 from lrd.errors import DataError
 
 LATIN1 = "ISO-8859-1"
@@ -37,32 +39,34 @@ _TITLE_YEAR = r"^(?P<title>.*?)\s*\((?P<year>\d{4})\)\s*$"
 def read_movielens(folder: Path, cfg: IngestConfig) -> RawDataset:
     ratings_path = find_one(folder, ["u.data", "ratings.dat"], "MovieLens ratings (u.data or ratings.dat)")
     if ratings_path.name == "u.data":
-        interactions = read_delimited(ratings_path, RATING_TYPES, header=RATING_COLUMNS)
+        data = read_bytes(ratings_path)
+        ratings = read_delimited(ratings_path, RATING_TYPES, header=RATING_COLUMNS, data=data, required=RATING_TYPES)
         items_path = find_one(folder, ["u.item"], "MovieLens-100K movies (u.item)")
         genre_path = find_one(folder, ["u.genre"], "MovieLens-100K genre names (u.genre)")
         items = _read_u_item(items_path, _read_u_genre(genre_path))
     else:
-        interactions = _read_double_colon(ratings_path, RATING_COLUMNS, RATING_TYPES)
+        data = _double_colon_bytes(ratings_path)
+        ratings = read_delimited(ratings_path, RATING_TYPES, header=RATING_COLUMNS, data=data, required=RATING_TYPES)
         items_path = find_one(folder, ["movies.dat"], "MovieLens movies (movies.dat)")
         items = _read_movies_dat(items_path)
+    seconds, order = unix_seconds(ratings.column("timestamp"), ratings_path, "timestamp", csv_lines(data, has_header=False))
+    interactions = pa.table({"user": ratings.column("user"), "item": ratings.column("item"), "timestamp": seconds})
     return RawDataset(
-        interactions=interactions.select(["user", "item", "timestamp"]),
+        interactions=interactions if order is None else interactions.take(pa.array(order)),
         items=items,
-        attributes={
-            "genres": AttributeConfig(),
-            "year": AttributeConfig(bucket_edges=(1900, 1940, 1950, 1960, 1970, 1980, 1985, 1990)),
-        },
+        attributes={"genres": AttributeConfig(), "year": AttributeConfig(bucket_edges=YEAR_EDGES)},
+        text_template="{title}[ ({year})][. Genres: {genres}]",
         files={"interactions": ratings_path, "items": items_path},
     )
 
 
-def _read_double_colon(path: Path, header: list[str], types: dict[str, pa.DataType], encoding: str = "utf8") -> pa.Table:
-    """A `::`-separated file: pyarrow's CSV reader takes one-character delimiters only."""
+def _double_colon_bytes(path: Path) -> bytes:
+    """A `::`-separated file as tab-separated bytes: pyarrow's CSV reader takes one-character delimiters only."""
     data = read_bytes(path)
     if b"\t" in data:
         line = data[: data.index(b"\t")].count(b"\n") + 1
         raise DataError(f"{path}: line {line} holds a tab, which a `::`-separated MovieLens file should not. Remove it.")
-    return read_delimited(path, types, header=header, data=data.replace(b"::", b"\t"), encoding=encoding)
+    return data.replace(b"::", b"\t")
 
 
 def _read_u_genre(path: Path) -> list[str]:
@@ -83,14 +87,19 @@ def _read_u_genre(path: Path) -> list[str]:
 def _read_u_item(path: Path, genres: list[str]) -> pa.Table:
     flags = [f"genre_{i}" for i in range(len(genres))]  # placeholders: genre names need not be valid or unique columns
     header = ["raw_id", "title", "release_date", "video_release_date", "imdb_url", *flags]
+    data = read_bytes(path)
     table = read_delimited(
         path,
         {"raw_id": pa.string(), "title": pa.string(), "release_date": pa.string(), **{f: pa.int8() for f in flags}},
         header=header,
         delimiter="|",
         encoding=LATIN1,
+        data=data,
+        required=("raw_id",),
     )
-    matrix = np.stack([table.column(f).to_numpy() for f in flags], axis=1) if flags else np.zeros((table.num_rows, 0), np.int8)
+    duplicate_ids(table.column("raw_id"), path, "movie id", csv_lines(data, has_header=False), what="movie")
+    # An empty flag is "not this genre".
+    matrix = np.stack([pc.fill_null(table.column(f), 0).to_numpy() for f in flags], axis=1) if flags else np.zeros((table.num_rows, 0), np.int8)
     rows, cols = np.nonzero(matrix)  # row-major: each movie's genres in u.genre order
     offsets = np.r_[0, np.cumsum(np.bincount(rows, minlength=table.num_rows))].astype(np.int32)
     genre_lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.asarray(genres, dtype=object)[cols], pa.string()))
@@ -99,9 +108,12 @@ def _read_u_item(path: Path, genres: list[str]) -> pa.Table:
 
 
 def _read_movies_dat(path: Path) -> pa.Table:
-    table = _read_double_colon(
-        path, ["raw_id", "title", "genres"], {"raw_id": pa.string(), "title": pa.string(), "genres": pa.string()}, LATIN1
+    data = _double_colon_bytes(path)
+    table = read_delimited(
+        path, {"raw_id": pa.string(), "title": pa.string(), "genres": pa.string()},
+        header=["raw_id", "title", "genres"], data=data, encoding=LATIN1, required=("raw_id",),
     )
+    duplicate_ids(table.column("raw_id"), path, "MovieID", csv_lines(data, has_header=False), what="movie")
     genres = table.column("genres").combine_chunks()
     # ML-10M/20M write "(no genres listed)"; an empty field means the same.
     none = pc.or_(pc.equal(genres, ""), pc.equal(genres, "(no genres listed)"))
@@ -121,7 +133,7 @@ def _items(raw_id, full_title, genres, fallback_year=None) -> pa.Table:
         {
             "raw_id": raw_id,
             "title": pc.if_else(pc.equal(title, ""), pa.scalar(None, pa.string()), title),
-            "year": pc.cast(year, pa.int32()),
+            "year": pc.cast(year, pa.int32()),  # four digits: always fits
             "genres": genres,
         }
     )

@@ -6,6 +6,7 @@ space-separated. See https://recbole.io/docs/user_guide/data/atomic_files.html.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,17 +14,27 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lrd.config import AttributeConfig, IngestConfig
-from lrd.data.readers.base import LINKS_SCHEMA, SHARED_SCHEMA, RawDataset, find_one, read_bytes, read_delimited
+from lrd.data.readers.base import (
+    LINKS_SCHEMA, SHARED_SCHEMA, YEAR_EDGES, RawDataset, csv_lines, duplicate_ids, find_one, first_line, read_bytes, read_delimited,
+    unix_seconds,
+)
 from lrd.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 # RecBole's field names -> ours, where they mean the same thing.
 _ITEM_ALIASES = {"movie_title": "title", "item_name": "title", "release_year": "year", "class": "genres"}
 _TEXT_SEQ = {"title"}  # token_seq fields that are really one string split on spaces
+# Item text by default: the title, then whichever of these columns the .item file has.
+_TEMPLATE_PARTS = (("year", "[ ({year})]"), ("genres", "[. Genres: {genres}]"), ("categories", "[. Categories: {categories}]"),
+                   ("brand", "[. Brand: {brand}]"))
+# The knowledge-graph relations used by default (those of RecBole's MovieLens KG), under our names.
+FREEBASE_FILM = {"film.film.directed_by": "director", "film.film.written_by": "writer", "film.film.produced_by": "producer",
+                 "film.film.actor": "actor", "film.film.sequel": "sequel", "film.film.prequel": "prequel"}
 
 
 def _header(path: Path, data: bytes) -> tuple[list[str], dict[str, str]]:
-    first = data.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")
-    typed = first.split("\t")
+    typed = first_line(path, data).split("\t")
     return typed, {t: t.split(":", 1)[0] for t in typed}
 
 
@@ -31,39 +42,44 @@ def read_recbole(folder: Path, cfg: IngestConfig) -> RawDataset:
     inter_path = find_one(folder, ["*.inter"], "RecBole interactions (.inter)")
     item_path = find_one(folder, ["*.item"], "RecBole items (.item)")
     data = read_bytes(inter_path)
-    _, rename = _header(inter_path, data)
+    typed, rename = _header(inter_path, data)
     inter = read_delimited(
         inter_path,
         {"user_id": pa.string(), "item_id": pa.string(), "timestamp": pa.float64()},
         data=data,
         rename=rename,
+        required=("user_id", "item_id", "timestamp"),
     )
-    ts = inter.column("timestamp")
-    if ts.null_count:
-        line = int(np.flatnonzero(ts.is_null().to_numpy(zero_copy_only=False))[0]) + 2
-        raise DataError(f"{inter_path}: line {line}, column `timestamp`: empty value. Fix or remove that line.")
-    interactions = pa.table(
-        {
-            "user": inter.column("user_id"),
-            "item": inter.column("item_id"),
-            "timestamp": pc.cast(pc.floor(ts), pa.int64()),
-        }
-    )
+    timestamp_column = next((t for t in typed if rename[t] == "timestamp"), "timestamp")
+    seconds, order = unix_seconds(inter.column("timestamp"), inter_path, timestamp_column, csv_lines(data))
+    interactions = pa.table({"user": inter.column("user_id"), "item": inter.column("item_id"), "timestamp": seconds})
+    if order is not None:
+        interactions = interactions.take(pa.array(order))
     items = _read_items(item_path)
     dataset = RawDataset(
         interactions=interactions,
         items=items,
         attributes={c: AttributeConfig() for c in ("genres", "categories", "brand") if c in items.column_names},
+        text_template=_default_template(items.column_names),
         files={"interactions": inter_path, "items": item_path},
     )
     if "year" in items.column_names:
-        dataset.attributes["year"] = AttributeConfig(bucket_edges=(1900, 1940, 1950, 1960, 1970, 1980, 1985, 1990))
-    if cfg.kg_relations:
-        kg_path = find_one(folder, ["*.kg"], "RecBole knowledge graph (.kg)")
-        link_path = find_one(folder, ["*.link"], "RecBole item-entity links (.link)")
-        dataset.links, dataset.shared = _read_kg(kg_path, link_path, cfg.kg_relations, items)
-        dataset.files.update(kg=kg_path, link=link_path)
+        dataset.attributes["year"] = AttributeConfig(bucket_edges=YEAR_EDGES)
+    if cfg.kg_relations != {}:  # null: the format's default, the Freebase film relations the files have
+        needed = bool(cfg.kg_relations)
+        kg_path = find_one(folder, ["*.kg"], "RecBole knowledge graph (.kg)", required=needed)
+        link_path = find_one(folder, ["*.link"], "RecBole item-entity links (.link)", required=needed)
+        if kg_path is not None and link_path is not None:
+            dataset.links, dataset.shared = _read_kg(kg_path, link_path, cfg.kg_relations, items)
+            dataset.files.update(kg=kg_path, link=link_path)
     return dataset
+
+
+def _default_template(columns: list[str]) -> str:
+    """"{title}[ ({year})][. Genres: {genres}]" and so on, for the columns this .item file has."""
+    parts = ["{title}"]
+    parts += [part for column, part in _TEMPLATE_PARTS if column in columns]
+    return "".join(parts)
 
 
 def _read_items(path: Path) -> pa.Table:
@@ -71,7 +87,9 @@ def _read_items(path: Path) -> pa.Table:
     typed, rename = _header(path, data)
     if "item_id" not in rename.values():
         raise DataError(f"{path}: missing column item_id; the header has {', '.join(typed)}")
-    table = read_delimited(path, {rename[t]: pa.string() for t in typed}, data=data, rename=rename)
+    table = read_delimited(path, {rename[t]: pa.string() for t in typed}, data=data, rename=rename, required=("item_id",))
+    item_column = next(t for t in typed if rename[t] == "item_id")
+    duplicate_ids(table.column("item_id"), path, item_column, csv_lines(data))
     columns = {"raw_id": table.column("item_id")}
     for t in typed:
         name = rename[t]
@@ -83,16 +101,17 @@ def _read_items(path: Path) -> pa.Table:
             trimmed = pc.utf8_trim_whitespace(col)
             col = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.list_(pa.string())), pc.split_pattern_regex(trimmed, r"\s+"))
         elif t.endswith(":float") or ours == "year":
-            col = pc.cast(pc.if_else(pc.match_substring_regex(col, r"^-?\d+(\.\d*)?$"), col, None), pa.float64())
+            col = pc.cast(pc.if_else(pc.match_substring_regex(col, r"^-?\d{1,15}(\.\d*)?$"), col, None), pa.float64())
             if ours == "year":
-                col = pc.cast(pc.floor(col), pa.int32())
+                # A year outside 1..9999 is no year (and would not fit the int32 column).
+                col = pc.cast(pc.floor(pc.if_else(pc.and_(pc.greater_equal(col, 1), pc.less_equal(col, 9999)), col, None)), pa.int32())
         columns[ours] = col
     if "title" not in columns:
         columns["title"] = pa.nulls(table.num_rows, pa.string())
     return pa.table(columns)
 
 
-def _read_kg(kg_path: Path, link_path: Path, wanted: dict[str, str], items: pa.Table) -> tuple[pa.Table, pa.Table]:
+def _read_kg(kg_path: Path, link_path: Path, wanted: dict[str, str] | None, items: pa.Table) -> tuple[pa.Table, pa.Table]:
     kg_data = read_bytes(kg_path)
     _, kg_rename = _header(kg_path, kg_data)
     kg = read_delimited(
@@ -103,14 +122,19 @@ def _read_kg(kg_path: Path, link_path: Path, wanted: dict[str, str], items: pa.T
     link = read_delimited(link_path, {"item_id": pa.string(), "entity_id": pa.string()}, data=link_data, rename=link_rename)
 
     known = pc.is_in(link.column("item_id"), value_set=items.column("raw_id"))
-    if not pc.all(known).as_py():
+    if pc.all(known).as_py() is False:  # (null for an empty .link file)
         bad = pc.filter(link.column("item_id"), pc.invert(known))
-        line = int(np.flatnonzero(~known.to_numpy(zero_copy_only=False))[0]) + 2
+        line = csv_lines(link_data)(np.flatnonzero(~known.to_numpy(zero_copy_only=False))[:1])[0]
         raise DataError(
             f"{link_path}: line {line}: item {bad[0].as_py()!r} is not in {items.num_rows} items of the .item file "
             f"({bad.length()} such rows). Remove those rows or use the matching .item file."
         )
     present = set(pc.unique(kg.column("relation_id")).to_pylist())
+    if wanted is None:
+        wanted = {k: v for k, v in FREEBASE_FILM.items() if k in present}
+        if present - set(wanted):
+            log.info("%s: relations %s are not used by default; list them in `ingest.kg_relations` to use them",
+                     kg_path, ", ".join(sorted(present - set(wanted))[:10]))
     unknown = sorted(set(wanted) - present)
     if unknown:
         raise ConfigError(
@@ -124,8 +148,8 @@ def _read_kg(kg_path: Path, link_path: Path, wanted: dict[str, str], items: pa.T
     kg = kg.append_column("head_item", pc.take(link.column("item_id"), head_pos))
     kg = kg.append_column("tail_item", pc.take(link.column("item_id"), tail_pos))
     kg = kg.filter(pc.is_valid(kg.column("head_item")))
-    names = pc.cast(kg.column("relation_id"), pa.string()).to_pylist()
-    kg = kg.set_column(kg.schema.get_field_index("relation_id"), "relation_id", pa.array([wanted[n] for n in names], pa.string()))
+    ours = pc.take(pa.array(list(wanted.values()), pa.string()), pc.index_in(kg.column("relation_id"), value_set=pa.array(list(wanted))))
+    kg = kg.set_column(kg.schema.get_field_index("relation_id"), "relation_id", ours)
 
     # A relation whose tails are items (sequel, prequel) links items directly; any other
     # (director, actor) relates the items that share a tail.

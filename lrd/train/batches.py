@@ -8,16 +8,14 @@ slices of those arrays gathered into tensors.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import torch
 
-from lrd.data.protocol import sample_negatives
+from lrd.data.sampling import sample_negatives
 from lrd.graph import RelationGraph
-from lrd.io import read_json, read_parquet
 from lrd.models.batch import Batch
 from lrd.sequences import Sequences, log_time_gaps
 
@@ -27,31 +25,6 @@ class EvalSet:
     users: np.ndarray  # int32
     positions: np.ndarray  # position of the held-out interaction in Sequences
     candidates: np.ndarray  # N x C, column 0 the held-out item
-
-
-@dataclasses.dataclass
-class DatasetTables:
-    interactions: pa.Table
-    items: pa.Table
-    relation_types: pa.Table
-    relations: pa.Table
-    candidates: pa.Table
-    stats: dict
-
-    @classmethod
-    def load(cls, folder: Path) -> "DatasetTables":
-        read = lambda name: read_parquet(folder / f"{name}.parquet", "ingest")  # noqa: E731
-        stats_path = folder / "stats.json"
-        return cls(read("interactions"), read("items"), read("relation_types"), read("relations"), read("candidates"),
-                   read_json(stats_path) if stats_path.exists() else {})
-
-    @property
-    def n_users(self) -> int:
-        return int(self.stats.get("users") or np.max(self.interactions.column("user").to_numpy()))
-
-    @property
-    def n_items(self) -> int:
-        return int(np.max(self.items.column("item").to_numpy()))
 
 
 class TrainingData:

@@ -1,0 +1,83 @@
+"""Label item pairs with their most probable latent relation type and write the triplet table.
+
+One writer for discover's table and for the relations after joint training: the same schema,
+streamed one row group at a time, so memory does not grow with the number of pairs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from lrd import schemas
+from lrd.graph import RelationGraph, latent_names
+from lrd.io import atomic_path
+from lrd.models.lrd import LatentRelationDiscovery
+from lrd.paths import Paths
+
+# (keys, heads, tails, latent index, probability, entropy) of one chunk, for a readout
+Observer = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
+
+
+def write_labelled_pairs(
+    path: Path,
+    lrd: LatentRelationDiscovery,
+    graph: RelationGraph,
+    chunks: Iterable[tuple[np.ndarray, pa.Array]],
+    observe: Observer | None = None,
+) -> int:
+    """Label each chunk of (pair keys head * (n_items + 1) + tail, source) and write it. Returns the row count."""
+    base = graph.n_items + 1
+    latent_ids = np.asarray(graph.global_ids)[graph.latent].astype(np.int16)
+    lrd.eval()
+    with torch.no_grad():
+        tables = tuple(t.detach().float().cpu() for t in lrd.pair_tables())
+    rows = 0
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schemas.LATENT_RELATIONS, compression="zstd") as writer:
+        for keys, source in chunks:
+            heads, tails = keys // base, keys % base
+            idx, prob, entropy = (t.numpy() for t in lrd.label(torch.from_numpy(heads), torch.from_numpy(tails), tables, graph.latent))
+            if observe:
+                observe(keys, heads, tails, idx, prob, entropy)
+            writer.write_table(pa.table(
+                {"head": heads.astype(np.int32), "tail": tails.astype(np.int32), "relation": latent_ids[idx],
+                 "probability": prob.astype(np.float32), "source": source},
+                schema=schemas.LATENT_RELATIONS,
+            ))
+            rows += len(keys)
+    return rows
+
+
+def stored_pairs(path: Path, n_items: int, chunk: int = 1 << 20) -> Iterable[tuple[np.ndarray, pa.Array]]:
+    """The pairs (and their sources) of a written triplet table, to label them again."""
+    for batch in pq.ParquetFile(path).iter_batches(columns=["head", "tail", "source"], batch_size=chunk):
+        heads = batch.column("head").to_numpy().astype(np.int64)
+        yield heads * (n_items + 1) + batch.column("tail").to_numpy(), batch.column("source")
+
+
+def relabel_pairs(latent: Path, out: Path, state: dict, text: torch.Tensor, graph: RelationGraph, dim: int, alpha: float,
+                  drop_virtual: bool) -> int:
+    """The pairs of a triplet table labelled again by the LRD module of a jointly trained model's weights."""
+    lrd = LatentRelationDiscovery(text, dim, graph.n_relations, alpha, drop_virtual)
+    lrd.load_state_dict({k.removeprefix("lrd."): v for k, v in state.items() if k.startswith("lrd.")})
+    return write_labelled_pairs(out, lrd, graph, stored_pairs(latent, graph.n_items))
+
+
+def relabel_best_run(paths: Paths, runs: list[tuple[float, str, int]], tables, text: np.ndarray | None, kinds: tuple[str, ...],
+                     latent_types: int, alpha: float, drop_virtual: bool, dim: int) -> tuple[str, int] | None:
+    """discover's pairs labelled again by the +LRD run with the best dev NDCG@5, from `runs` of
+    (dev NDCG@5, model, seed); an empty table when there is none. Returns the run used."""
+    if not runs or text is None or not paths.latent.exists():
+        with atomic_path(paths.latent_joint) as tmp:
+            pq.write_table(schemas.LATENT_RELATIONS.empty_table(), tmp)
+        return None
+    _, name, seed = max(runs)
+    graph = RelationGraph.from_tables(tables.relation_types, tables.relations, tables.n_items, kinds=kinds, latent=latent_names(latent_types))
+    state = torch.load(paths.best_checkpoint(name, seed), map_location="cpu", weights_only=True)
+    relabel_pairs(paths.latent, paths.latent_joint, state, torch.from_numpy(text), graph, dim, alpha, drop_virtual)
+    return name, seed

@@ -1,0 +1,100 @@
+"""The `discover` stage's work: train LRD standalone, label candidate pairs, read out quality."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from lrd import schemas
+from lrd.config import DiscoverConfig
+from lrd.data.tables import DatasetTables
+from lrd.discover.labels import write_labelled_pairs
+from lrd.discover.model import DiscoveryModel, train_discovery
+from lrd.discover.pairs import cooccur_keys, knn_keys, labelled_groups, predefined_pairs
+from lrd.discover.readout import Readout, normalized_mutual_information
+from lrd.embed.store import EmbeddingStore
+from lrd.graph import RelationGraph, latent_names
+from lrd.io import atomic_path, write_csv, write_json, write_parquet
+from lrd.models.lrd import LatentRelationDiscovery
+from lrd.paths import Paths
+from lrd.sequences import Sequences
+from lrd.train.batches import TrainingData
+from lrd.train.device import seed_torch
+
+log = logging.getLogger(__name__)
+
+
+def discover(tables: DatasetTables, store: EmbeddingStore, cfg: DiscoverConfig, paths: Paths) -> dict:
+    """Write the latent triplet table, relation types, checkpoint, metrics and curve; return the metrics."""
+    graph = RelationGraph.from_tables(tables.relation_types, tables.relations, tables.n_items, kinds=cfg.model_relations,
+                                      latent=latent_names(cfg.latent_types))
+    seqs = Sequences.from_table(tables.interactions, tables.n_users, tables.n_items)
+    data = TrainingData(seqs, tables.candidates, cfg.history_max, graph)
+    kg_weight = graph.kg_weight(cfg.kg_weight, tables.interactions.num_rows)
+    log.info("%d items, %d relation types (%d latent), %d training pairs rows, KG weight %.3f",
+             tables.n_items, graph.n_relations, cfg.latent_types, data.n_train, kg_weight)
+
+    seed_torch(cfg.seed, torch.device("cpu"))
+    text = torch.from_numpy(store.matrix(tables.n_items))
+    lrd = LatentRelationDiscovery(text, cfg.dim, graph.n_relations, cfg.alpha, cfg.drop_virtual, cfg.objective)
+    model = DiscoveryModel(graph, cfg.dim, lrd, kg_weight)
+    result = train_discovery(model, data, cfg)
+
+    cooccur = cooccur_keys(seqs, cfg.history_max)
+    knn, n_knn = knn_keys(store, tables.n_items, cfg.knn)
+    pre_keys, pre_codes, pre_types, no_predefined = predefined_pairs(tables.relations, tables.n_items)
+    readout = Readout(tables.n_items, cfg.latent_types, cfg.min_probability, pre_keys, pre_codes, len(pre_types))
+    rows = write_labelled_pairs(paths.latent, lrd, graph, labelled_groups(cooccur, knn, cfg.row_group_size), readout)
+
+    first_latent = tables.relation_types.num_rows
+    latent_types = pa.table({
+        "id": pa.array(np.arange(first_latent, first_latent + cfg.latent_types), pa.int16()),
+        "name": latent_names(cfg.latent_types),
+        "kind": ["latent"] * cfg.latent_types,
+    }, schema=schemas.RELATION_TYPES)
+    write_parquet(pa.concat_tables([tables.relation_types, latent_types]), paths.relation_types)
+    with atomic_path(paths.discover_checkpoint) as tmp:
+        torch.save({"meta": checkpoint_meta(cfg, graph, store), "state": model.state_dict()}, tmp)
+
+    names = tables.relation_types.column("name").to_pylist()
+    lacking, gained = no_predefined[1:], no_predefined[1:] & readout.confident_items[1:]
+    metrics = {
+        "epochs": len(result.curve),
+        "best_epoch": result.best_epoch,
+        "holdout_lrd_loss": result.holdout["lrd"],
+        "reconstruction_accuracy": result.holdout["lrd_accuracy"],
+        "pairs": rows,
+        "pairs_cooccur": int(len(cooccur)),
+        "pairs_knn": n_knn,
+        "mean_entropy": readout.entropy_sum / max(readout.pairs, 1),
+        "relation_usage": dict(zip(latent_names(cfg.latent_types), readout.usage.tolist())),
+        "confident_relation_usage": dict(zip(latent_names(cfg.latent_types), readout.confident_usage.tolist())),
+        "nmi_latent_vs_predefined": normalized_mutual_information(readout.contingency),
+        "nmi_pairs": int(readout.contingency.sum()),
+        "nmi_predefined_types": [names[t] for t in pre_types],
+        "items_without_predefined_relation": int(lacking.sum()),
+        "items_gaining_latent_relation": int(gained.sum()),
+        "share_items_gaining_latent_relation": float(gained.sum() / len(lacking)),
+    }
+    write_json(metrics, paths.discover_metrics)
+    write_csv(result.curve, paths.discover_curve)
+    return metrics
+
+
+def checkpoint_meta(cfg: DiscoverConfig, graph: RelationGraph, store: EmbeddingStore) -> dict:
+    """What a model initialised from this checkpoint must agree with."""
+    return {
+        "latent_types": cfg.latent_types,
+        "dim": cfg.dim,
+        "relations": graph.names,
+        "n_entities": graph.n_entities,
+        "n_items": graph.n_items,
+        "embedding_model": store.manifest["model"],
+        "embedding_dim": store.dim,
+        "alpha": cfg.alpha,
+        "drop_virtual": cfg.drop_virtual,
+        "objective": cfg.objective,
+    }

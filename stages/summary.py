@@ -1,0 +1,19 @@
+"""summary: the paper-style table of datasets x models over every finished run (reports/results.md)."""
+
+from lrd.compare import load_runs, paper_table
+from lrd.config import TrainConfig, dataset_config, dataset_names
+from lrd.io import atomic_path
+from lrd.stage import run_stage
+
+
+def run(params: dict) -> None:
+    models = list(TrainConfig.from_params(params).all_models)
+    results = {ds: load_runs(dataset_config(params, ds).paths, models) for ds in dataset_names(params)}
+    out = dataset_config(params).paths.summary_report
+    with atomic_path(out) as tmp:
+        tmp.write_text(paper_table(results, models))
+    print(out.read_text())
+
+
+if __name__ == "__main__":
+    run_stage("summary", run)

@@ -1,0 +1,24 @@
+"""train_lrd <dataset> <model> <seed>: fit one +LRD model (`train.lrd_models`) with one seed.
+
+The same run as `train`, with the item vectors of the embedding store for the LRD module.
+"""
+
+import sys
+
+from lrd.config import EmbedConfig, dataset_config
+from lrd.data.tables import DatasetTables
+from lrd.embed.store import open_store
+from lrd.stage import parse_run_args, run_stage
+from stages import train
+
+
+def run(params: dict, dataset: str, name: str, seed: int) -> dict:
+    paths = dataset_config(params, dataset).paths
+    n_items = DatasetTables.load(paths).n_items
+    text = open_store(paths, EmbedConfig.from_params(params)).matrix(n_items)
+    return train.run(params, dataset, name, seed, text)
+
+
+if __name__ == "__main__":
+    dataset, name, seed = parse_run_args(sys.argv, "train_lrd")
+    run_stage("train_lrd", lambda params: run(params, dataset, name, seed))
