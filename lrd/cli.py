@@ -44,7 +44,9 @@ def main() -> None:
 
 
 def _context(params_path: str, dataset: str | None):
-    from lrd.config import EmbedConfig, dataset_config, load_params
+    from lrd.config.base import load_params
+    from lrd.config.datasets import dataset_config
+    from lrd.config.embed import EmbedConfig
 
     params = load_params(params_path)
     return params, dataset_config(params, dataset), EmbedConfig.from_params(params)
@@ -129,7 +131,7 @@ max_width_option = click.option(
 
 
 def _connect(params_path: str, dataset: str | None):
-    from lrd.config import load_params
+    from lrd.config.base import load_params
     from lrd.sql import open_views
 
     return open_views(load_params(params_path), dataset)

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import torch
 
 from lrd import schemas
-from lrd.config import DiscoverConfig, ModelConfig, TrainConfig
+from lrd.config.train import DiscoverConfig, ModelConfig, TrainConfig
 from lrd.data.tables import DatasetTables
 from lrd.errors import ConfigError, MissingUpstreamError, ModelError
 from lrd.evaluate import ranking_metrics

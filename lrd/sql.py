@@ -17,7 +17,9 @@ from typing import Sequence
 
 import duckdb
 
-from lrd.config import EmbedConfig, dataset_config
+from lrd.config.datasets import dataset_config
+
+from lrd.config.embed import EmbedConfig
 from lrd.errors import ConfigError, DataError, MissingUpstreamError, QueryError
 from lrd.paths import Paths
 

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Callable
 
-from lrd.config import load_params
+from lrd.config.base import load_params
 from lrd.errors import LRDError
 
 

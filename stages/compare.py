@@ -6,7 +6,9 @@ import logging
 import sys
 
 from lrd.compare import report_dataset
-from lrd.config import DiscoverConfig, EmbedConfig, TrainConfig, dataset_config
+from lrd.config.datasets import dataset_config
+from lrd.config.embed import EmbedConfig
+from lrd.config.train import DiscoverConfig, TrainConfig
 from lrd.data.tables import DatasetTables
 from lrd.discover.labels import relabel_best_run
 from lrd.embed.store import open_store

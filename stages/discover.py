@@ -7,7 +7,11 @@ metrics/discover.json and plots/discover.csv.
 import logging
 import sys
 
-from lrd.config import DiscoverConfig, EmbedConfig, dataset_config
+from lrd.config.datasets import dataset_config
+
+from lrd.config.embed import EmbedConfig
+
+from lrd.config.train import DiscoverConfig
 from lrd.data.tables import DatasetTables
 from lrd.discover.run import discover
 from lrd.embed.store import EmbeddingStore, store_dir

@@ -3,7 +3,7 @@
 import logging
 import sys
 
-from lrd.config import dataset_config
+from lrd.config.datasets import dataset_config
 from lrd.data.sources import fetch
 from lrd.io import remove_leftovers
 from lrd.stage import run_stage

@@ -3,7 +3,11 @@
 import logging
 import sys
 
-from lrd.config import EmbedConfig, dataset_config, shared_config
+from lrd.config.base import shared_config
+
+from lrd.config.datasets import dataset_config
+
+from lrd.config.embed import EmbedConfig
 from lrd.embed.pipeline import embed_items
 from lrd.embed.store import store_dir
 from lrd.io import atomic_path, read_parquet, remove_leftovers, write_json

@@ -3,7 +3,9 @@
 import logging
 import sys
 
-from lrd.config import IngestConfig, dataset_config
+from lrd.config.datasets import dataset_config
+
+from lrd.config.ingest import IngestConfig
 from lrd.data.ingest import ingest
 from lrd.data.readers import read_dataset
 from lrd.io import remove_leftovers

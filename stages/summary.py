@@ -1,7 +1,8 @@
 """summary: the paper-style table of datasets x models over every finished run (reports/results.md)."""
 
 from lrd.compare import load_runs, paper_table
-from lrd.config import TrainConfig, dataset_config, dataset_names
+from lrd.config.datasets import dataset_config, dataset_names
+from lrd.config.train import TrainConfig
 from lrd.io import atomic_path
 from lrd.stage import run_stage
 

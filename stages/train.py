@@ -11,7 +11,9 @@ import sys
 
 import torch
 
-from lrd.config import DiscoverConfig, TrainConfig, dataset_config
+from lrd.config.datasets import dataset_config
+
+from lrd.config.train import DiscoverConfig, TrainConfig
 from lrd.data.tables import DatasetTables
 from lrd.experiment import prepare, train_run
 from lrd.stage import parse_run_args, run_stage

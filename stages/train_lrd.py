@@ -5,7 +5,9 @@ The same run as `train`, with the item vectors of the embedding store for the LR
 
 import sys
 
-from lrd.config import EmbedConfig, dataset_config
+from lrd.config.datasets import dataset_config
+
+from lrd.config.embed import EmbedConfig
 from lrd.data.tables import DatasetTables
 from lrd.embed.store import open_store
 from lrd.stage import parse_run_args, run_stage

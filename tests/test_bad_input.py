@@ -15,7 +15,11 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from lrd.config import IngestConfig, SourceConfig, build
+from lrd.config.base import build
+
+from lrd.config.datasets import SourceConfig
+
+from lrd.config.ingest import IngestConfig
 from lrd.data.ingest import ingest
 from lrd.data.readers import read_dataset
 from lrd.data.sources import fetch

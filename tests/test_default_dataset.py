@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lrd.config import IngestConfig, dataset_config
+from lrd.config.datasets import dataset_config
+
+from lrd.config.ingest import IngestConfig
 from lrd.data.ingest import ingest
 from lrd.data.readers import read_dataset
 from lrd.data.sources import fetch

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from lrd.config import EmbedConfig, IndexConfig
+from lrd.config.embed import EmbedConfig, IndexConfig
 from lrd.embed import encoders
 from lrd.embed.encoders import CausalLMEncoder, encode, pool_hidden, resolve_model_path
 from lrd.embed.index import build_index

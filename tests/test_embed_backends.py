@@ -367,7 +367,7 @@ def _items(texts) -> pa.Table:
 
 
 def test_endpoint_store_resumes_after_a_stop_and_a_rerun_asks_nothing(server, tmp_path):
-    from lrd.config import EmbedConfig
+    from lrd.config.embed import EmbedConfig
     from lrd.embed.pipeline import embed_items
     from lrd.embed.store import EmbeddingStore
 
@@ -384,7 +384,7 @@ def test_endpoint_store_resumes_after_a_stop_and_a_rerun_asks_nothing(server, tm
 
 
 def test_vector_file_backend_builds_a_store(tmp_path):
-    from lrd.config import EmbedConfig
+    from lrd.config.embed import EmbedConfig
     from lrd.embed.pipeline import embed_items
     from lrd.embed.store import EmbeddingStore
 

@@ -37,7 +37,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lrd import schemas
-from lrd.config import DatasetConfig, IngestConfig, SourceConfig, build
+from lrd.config.base import build
+from lrd.config.datasets import DatasetConfig, SourceConfig
+from lrd.config.ingest import IngestConfig
 from lrd.data.ingest import ingest
 from lrd.data.readers import read_dataset
 from lrd.data.readers.base import SECONDS_MAX, SECONDS_MIN

@@ -6,11 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 
-from lrd.config import AttributeConfig, IngestConfig, SourceConfig, build
-from lrd.data import protocol, sampling
+from lrd.config.base import build
+
+from lrd.config.datasets import SourceConfig
+
+from lrd.config.ingest import IngestConfig
+from lrd.data import sampling
 from lrd.data.ingest import ingest
 from lrd.data.readers import read_dataset
 from lrd.data.relations import bucket_labels, shared_value_pairs
@@ -18,7 +21,7 @@ from lrd.data.sources import fetch
 from lrd.data.text import render
 from lrd.errors import ConfigError, DataError
 from lrd.io import sha256_file
-from tests.conftest import tiny_params, write_recbole
+from tests.conftest import tiny_params
 
 
 def _cfg(**kw):

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lrd import config
+from lrd.config.base import SHARED_KEYS, Shared
+from lrd.config.embed import EmbedConfig
+from lrd.config.ingest import IngestConfig
+from lrd.config.train import DiscoverConfig, TrainConfig
 from lrd.paths import Paths
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,8 +164,8 @@ def _plain(value):
 DATASET_SPECIFIC = {("ingest", "text_template"), ("ingest", "attributes"), ("ingest", "kg_relations")}
 
 
-@pytest.mark.parametrize("section,cls", [("ingest", config.IngestConfig), ("embed", config.EmbedConfig),
-                                         ("discover", config.DiscoverConfig), ("train", config.TrainConfig)])
+@pytest.mark.parametrize("section,cls", [("ingest", IngestConfig), ("embed", EmbedConfig), ("discover", DiscoverConfig),
+                                         ("train", TrainConfig)])
 def test_params_yaml_shows_the_code_defaults(section, cls):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     defaults = _defaults(cls)
@@ -174,5 +177,5 @@ def test_params_yaml_shows_the_code_defaults(section, cls):
         if isinstance(expected, dict) and isinstance(value, dict):
             expected = {k: expected[k] for k in value}
         assert value == expected, f"params.yaml `{section}.{key}` is {value!r}, the code's default {expected!r}"
-    for key in config.SHARED_KEYS:
-        assert params[key] == _plain(_defaults(config.Shared)[key]), key
+    for key in SHARED_KEYS:
+        assert params[key] == _plain(_defaults(Shared)[key]), key

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrd import schemas
-from lrd.config import ModelConfig
+from lrd.config.train import ModelConfig
 from lrd.evaluate import ranking_metrics, ranks_from_scores
 from lrd.graph import RelationGraph
 from lrd.models.batch import Batch

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from lrd.config import AttributeConfig, IngestConfig
+from lrd.config.ingest import AttributeConfig, IngestConfig
 from lrd.data.ingest import ingest
 from lrd.data.readers import read_dataset
 from lrd.errors import DataError
@@ -435,7 +435,7 @@ def test_grouplens_ml1m_zip_with_defaults(tmp_path):
     """The GroupLens zip as downloaded (a top-level ml-1m/ folder): name, format and source only."""
     import zipfile
 
-    from lrd.config import SourceConfig
+    from lrd.config.datasets import SourceConfig
     from lrd.data.sources import fetch
 
     write_ml1m(tmp_path / "src")

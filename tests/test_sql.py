@@ -62,7 +62,7 @@ def repo(tmp_path: Path, monkeypatch) -> Path:
     _write(ranks, schemas.RANKS, Path("results/tiny/m1/1/ranks.parquet"))
     # A run writes its ranks to a hidden temporary file first: those rows must not show.
     _write({**ranks, "model": ["m2", "m2"]}, schemas.RANKS, Path("results/tiny/m2/1/.ranks.parquet.tmp-0000"))
-    from lrd.config import EmbedConfig
+    from lrd.config.embed import EmbedConfig
     from lrd.embed.store import store_dir
     from lrd.paths import Paths
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lrd import schemas
-from lrd.config import IngestConfig
+from lrd.config.ingest import IngestConfig
 from lrd.data import protocol, sampling
 from lrd.data.readers.base import RawDataset
 from lrd.data.relations import build_relations

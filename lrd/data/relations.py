@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lrd import schemas
-from lrd.config import AttributeConfig
+from lrd.config.ingest import AttributeConfig
 from lrd.errors import ConfigError
 
 VIRTUAL = "any"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lrd.config import SourceConfig
+from lrd.config.datasets import SourceConfig
 from lrd.errors import DataError
 from lrd.io import atomic_path, sha256_file
 

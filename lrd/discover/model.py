@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lrd.config import DiscoverConfig
+from lrd.config.train import DiscoverConfig
 from lrd.graph import RelationGraph
 from lrd.models.base import relation_losses
 from lrd.models.batch import Batch

@@ -9,7 +9,7 @@ import pyarrow as pa
 import torch
 
 from lrd import schemas
-from lrd.config import DiscoverConfig
+from lrd.config.train import DiscoverConfig
 from lrd.data.tables import DatasetTables
 from lrd.discover.labels import write_labelled_pairs
 from lrd.discover.model import DiscoveryModel, train_discovery

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from lrd.config import EmbedConfig
+from lrd.config.embed import EmbedConfig
 from lrd.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)

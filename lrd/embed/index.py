@@ -12,7 +12,7 @@ import math
 import faiss
 import numpy as np
 
-from lrd.config import IndexConfig
+from lrd.config.embed import IndexConfig
 from lrd.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from lrd.config import EmbedConfig
+from lrd.config.embed import EmbedConfig
 from lrd.embed import encoders, remote, vector_file
 from lrd.embed.cache import VectorCache, text_keys
 from lrd.embed.index import build_index

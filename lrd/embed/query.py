@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from lrd.config import EmbedConfig, build
+from lrd.config.base import build
+
+from lrd.config.embed import EmbedConfig
 from lrd.embed.store import EmbeddingStore
 from lrd.errors import ConfigError
 

@@ -19,7 +19,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from lrd.config import EmbedConfig, IndexConfig, build
+from lrd.config.base import build
+
+from lrd.config.embed import EmbedConfig, IndexConfig
 from lrd.embed.index import build_index, configure_search
 from lrd.errors import DataError, MissingUpstreamError
 from lrd.io import atomic_path, read_json, sha256_file, write_json

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from lrd.config import ModelConfig
+from lrd.config.train import ModelConfig
 from lrd.models.base import Catalog, Recommender
 from lrd.models.relational import KDA, RCF
 from lrd.models.sasrec import SASRec

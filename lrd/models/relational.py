@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lrd.config import ModelConfig
+from lrd.config.train import ModelConfig
 from lrd.models.base import Catalog, Recommender, relation_losses
 from lrd.models.batch import Batch
 from lrd.models.blocks import ChannelSelfAttention, TemporalKernel, init_normal, relational_attention

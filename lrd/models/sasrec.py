@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lrd.config import ModelConfig
+from lrd.config.train import ModelConfig
 from lrd.models.base import Catalog, Recommender
 from lrd.models.batch import Batch
 from lrd.models.losses import bpr_loss

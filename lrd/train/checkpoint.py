@@ -3,7 +3,7 @@
 A killed run restarted with the same inputs continues from the last finished epoch and, on
 the same machine and thread count, ends bit-identical to an uninterrupted run. The state
 carries a fingerprint of what produced it (the run's settings, the data it read, the code of
-every module it imported); a state with another fingerprint, or an unreadable one, is never
+the modules that compute it); a state with another fingerprint, or an unreadable one, is never
 resumed: the run starts over and says why.
 """
 
@@ -26,13 +26,18 @@ from lrd.train.stopping import StoppingRule
 log = logging.getLogger(__name__)
 
 
-def code_fingerprint(roots: tuple[str, ...] = ("lrd", "stages")) -> str:
-    """sha256 over the source of every loaded module of this project (what the run executes)."""
+# The modules whose code decides what a run computes (settings, paths and logging do not:
+# the settings themselves are part of the fingerprint).
+COMPUTING_MODULES = ("lrd.models", "lrd.train", "lrd.graph", "lrd.sequences", "lrd.evaluate", "lrd.experiment", "lrd.keys",
+                     "lrd.data.sampling", "lrd.data.tables")
+
+
+def code_fingerprint(prefixes: tuple[str, ...] = COMPUTING_MODULES) -> str:
+    """sha256 over the source of the loaded modules that decide what a run computes."""
     h = hashlib.sha256()
     for name in sorted(sys.modules):
-        module = sys.modules[name]
-        file = getattr(module, "__file__", None)
-        if file and name.split(".")[0] in roots and file.endswith(".py"):
+        file = getattr(sys.modules[name], "__file__", None)
+        if file and file.endswith(".py") and any(name == p or name.startswith(p + ".") for p in prefixes):
             h.update(name.encode() + b"\0" + Path(file).read_bytes())
     return h.hexdigest()[:16]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from lrd.config import IngestConfig
+from lrd.config.ingest import IngestConfig
 from lrd.data.readers.base import RawDataset
 from lrd.errors import DataError
 

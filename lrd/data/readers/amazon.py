@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pjson
 
-from lrd.config import AttributeConfig, IngestConfig
+from lrd.config.ingest import AttributeConfig, IngestConfig
 from lrd.data.readers.base import LINKS_SCHEMA, UTF8_BOM, RawDataset, find_one, unix_seconds, unreadable
 from lrd.errors import DataError
 

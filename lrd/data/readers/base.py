@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from lrd.config import AttributeConfig
+from lrd.config.ingest import AttributeConfig
 from lrd.errors import DataError
 
 log = logging.getLogger(__name__)

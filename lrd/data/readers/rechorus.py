@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lrd.config import AttributeConfig, IngestConfig
+from lrd.config.ingest import AttributeConfig, IngestConfig
 from lrd.data.readers.base import (
     LINKS_SCHEMA, RawDataset, csv_lines, duplicate_ids, find_one, first_line, read_bytes, read_delimited, unix_seconds,
 )

@@ -1,0 +1,153 @@
+"""`discover`, `models` and `train` in params.yaml: standalone discovery, the model definitions and
+the training runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+from lrd.config.base import RelationKind, _section, build, param
+from lrd.errors import ConfigError
+
+@dataclasses.dataclass(frozen=True)
+class DiscoverConfig:
+    seed: int = param(2019, ge=0)
+    dim: int = param(64, ge=1)
+    history_max: int = param(20, ge=1)
+    model_relations: tuple[RelationKind, ...] | None = None  # null: what the dataset's reader suggests (stats.json)
+    latent_types: int = param(8, ge=2)  # K
+    alpha: float = param(0.1, ge=0)  # entropy weight (minimised: pushes q towards one type, as the reference)
+    drop_virtual: bool = True  # type 0 = "no relation": left out of the reconstruction
+    objective: typing.Literal["expectation", "reference"] = "expectation"  # see lrd.models.lrd
+    kg_weight: float | None = param(None, ge=0)  # DistMult loss on predefined triples; null = |triples| / |interactions|
+    lr: float = param(3.0e-3, gt=0)
+    l2: float = param(1.0e-6, ge=0)
+    batch_size: int = param(1024, ge=1)
+    max_epochs: int = param(30, ge=1)
+    patience: int = param(2, ge=1)
+    min_delta: float = param(0.002, ge=0)  # relative held-out loss improvement that counts
+    holdout: float = param(0.05, gt=0, lt=0.5)  # share of training rows held out for early stopping
+    knn: int = param(10, ge=1)  # FAISS neighbours per item added as candidate pairs
+    min_probability: float = param(0.5, ge=0, le=1)  # "confident" latent relation, for the readout and the static model
+    row_group_size: int = param(1_000_000, ge=1)
+
+    @classmethod
+    def from_params(cls, params: dict) -> "DiscoverConfig":
+        return _section(cls, params, "discover")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    arch: typing.Literal["rcf", "kda", "sasrec"]
+    lrd: bool = False  # train Latent Relation Discovery jointly (+LRD)
+    static_latent: bool = False  # read discover's triplets as fixed extra relations
+    lr: float = param(1.0e-3, gt=0)
+    layers: int | None = param(None, ge=1)  # default: train.layers (sasrec: 2)
+    heads: int | None = param(None, ge=1)  # default: train.heads (sasrec: 2)
+    dropout: float = param(0.0, ge=0, lt=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Everything one model's constructor reads: its spec resolved against the shared settings."""
+
+    name: str
+    arch: str
+    dim: int = 64
+    history_max: int = 20
+    layers: int = 5
+    heads: int = 4
+    dropout: float = 0.0
+    n_dft: int = 64
+    lrd: bool = False
+    static_latent: bool = False
+    latent_types: int = 8
+    alpha: float = 0.1
+    drop_virtual: bool = True
+    lrd_weight: float = 10.0
+    kg_weight: float | None = None  # None: |triples| / |interactions|
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """`train` in params.yaml with the model definitions of `models`.
+
+    The model lists say which (dataset, model, seed) stages exist; they are split by what the
+    models read, so that each DVC stage depends on exactly that: `models` the processed data,
+    `lrd_models` also the LLM vectors, `static_models` also discover's latent table.
+    """
+
+    specs: dict[str, ModelSpec]
+    models: tuple[str, ...] = ("sasrec", "rcf", "kda")
+    lrd_models: tuple[str, ...] = ("rcf_lrd", "kda_lrd")
+    static_models: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = param((2019, 2020, 2021, 2022, 2023), ge=0)
+    dim: int = param(64, ge=1)
+    history_max: int = param(20, ge=1)
+    model_relations: tuple[RelationKind, ...] | None = None  # null: what the dataset's reader suggests (stats.json)
+    layers: int = param(5, ge=1)
+    heads: int = param(4, ge=1)
+    n_dft: int = param(64, ge=2)
+    batch_size: int = param(256, ge=1)
+    eval_users: int = param(4, ge=1)  # users scored at once in evaluation (x 100 candidates); bounds memory
+    max_epochs: int = param(200, ge=1)
+    # reference: the LRD code's rule (past min_epochs, stop when the last `patience` dev values
+    # never rose, or when the best is min_epochs back); patience: stop after `patience` epochs
+    # without a better dev NDCG@5.
+    stopping: typing.Literal["reference", "patience"] = "reference"
+    patience: int = param(5, ge=1)
+    min_epochs: int = param(20, ge=0)
+    l2: float = param(1.0e-6, ge=0)
+    kg_weight: float | None = param(None, ge=0)  # γ; null = |triples| / |interactions|
+    lrd_weight: float = param(10.0, ge=0)  # λ
+    precision: typing.Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the CPU/GPU has it
+    threads: int | None = param(None, ge=1)  # torch CPU threads (default: torch's choice)
+    full_ranking: bool = False  # also rank every item (minus the user's earlier ones) at test time
+
+    KINDS = {"models": "a base model (no lrd, no static_latent)", "lrd_models": "an +LRD model (lrd: true)",
+             "static_models": "a static variant (static_latent: true)"}
+
+    def validate(self) -> None:
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"params.yaml: `train.seeds` lists a seed twice: {list(self.seeds)}")
+        listed = [n for kind in self.KINDS for n in getattr(self, kind)]
+        twice = sorted({n for n in listed if listed.count(n) > 1})
+        if twice:
+            raise ConfigError(f"params.yaml: model(s) {', '.join(twice)} listed twice in train.models / lrd_models / static_models")
+        for kind, what in self.KINDS.items():
+            for name in getattr(self, kind):
+                spec = self.spec(name)
+                actual = "lrd_models" if spec.lrd else "static_models" if spec.static_latent else "models"
+                if actual != kind:
+                    raise ConfigError(f"params.yaml: `train.{kind}` lists {name!r}, which is not {what}; list it under `train.{actual}`")
+
+    @property
+    def all_models(self) -> tuple[str, ...]:
+        return self.models + self.lrd_models + self.static_models
+
+    def spec(self, name: str) -> ModelSpec:
+        if name not in self.specs:
+            raise ConfigError(f"unknown model {name!r}; params.yaml `models` defines: {', '.join(self.specs)}")
+        return self.specs[name]
+
+    def model(self, name: str, discover: "DiscoverConfig") -> ModelConfig:
+        spec = self.spec(name)
+        sasrec = spec.arch == "sasrec"
+        layers, heads = spec.layers or (2 if sasrec else self.layers), spec.heads or (2 if sasrec else self.heads)
+        if self.dim % heads:
+            raise ConfigError(f"params.yaml: `dim` = {self.dim} must be divisible by the {heads} attention heads of model {name!r}")
+        # Only what the model reads: a base model's config carries no LRD settings.
+        lrd = {"latent_types": discover.latent_types, "alpha": discover.alpha, "drop_virtual": discover.drop_virtual,
+               "lrd_weight": self.lrd_weight} if spec.lrd else {"latent_types": discover.latent_types} if spec.static_latent else {}
+        return ModelConfig(
+            name=name, arch=spec.arch, dim=self.dim, history_max=self.history_max, layers=layers, heads=heads,
+            dropout=spec.dropout, n_dft=self.n_dft, lrd=spec.lrd, static_latent=spec.static_latent, kg_weight=self.kg_weight, **lrd,
+        )
+
+    @classmethod
+    def from_params(cls, params: dict) -> "TrainConfig":
+        models = params.get("models") or {}
+        if not isinstance(models, dict):
+            raise ConfigError(f"params.yaml: `models` must map model names to their settings, got {models!r}")
+        specs = {str(name): build(ModelSpec, spec, f"models.{name}") for name, spec in models.items()}
+        return _section(cls, params, "train", extra={"specs": specs})
