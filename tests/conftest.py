@@ -55,7 +55,6 @@ def tiny_params(raw: Path, **overrides) -> dict:
         "embed": {"batch_size": 16},
         "dim": 16,
         "history_max": 5,
-        "model_relations": ["attribute"],
         "discover": {"latent_types": 3, "max_epochs": 3, "batch_size": 64, "knn": 3},
         "models": {
             "sasrec": {"arch": "sasrec", "lr": 1.0e-3, "layers": 1, "heads": 1},

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 def discover(tables: DatasetTables, store: EmbeddingStore, cfg: DiscoverConfig, paths: Paths) -> dict:
     """Write the latent triplet table, relation types, checkpoint, metrics and curve; return the metrics."""
-    graph = RelationGraph.from_tables(tables.relation_types, tables.relations, tables.n_items, kinds=cfg.model_relations,
+    graph = RelationGraph.from_tables(tables.relation_types, tables.relations, tables.n_items, kinds=tables.model_relations(cfg.model_relations),
                                       latent=latent_names(cfg.latent_types))
     seqs = Sequences.from_table(tables.interactions, tables.n_users, tables.n_items)
     data = TrainingData(seqs, tables.candidates, cfg.history_max, graph)
