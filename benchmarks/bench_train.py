@@ -1,149 +1,207 @@
-"""Training and evaluation speed of the relation-aware models against the compute floor.
+"""Training-epoch and evaluation speed of the relational models, and what the resume checkpoint costs.
 
-Prints, per model: seconds per training epoch (timed over --batches batches and scaled to the
-epoch), the FLOPs per epoch counted from the tensor shapes, this machine's measured matmul
-throughput for the models' thin (N x 64) @ (64 x k) products in the same run, and the ratio
-epoch / (FLOPs / throughput) (target <= 2). Also the cost per training interaction and
-relation type (reference ReChorus KDA: ~80 us; target: at least 2x faster), and the time to
-score 4,905 users x 100 candidates with 13 relation types (reference: ~43 s; target: 3x faster)
-with its peak memory (target < 4 GiB).
+Per model of --models (the params.yaml settings, as `train` runs it):
 
-    python benchmarks/bench_train.py                # ML-100K from data/processed (run ingest first)
-    python benchmarks/bench_train.py --batches 20   # quicker
+1. seconds per epoch through the real loop (lrd.train.loop.fit, with a Loop built as
+   lrd.experiment.train_run builds it: training batches, dev evaluation, best weights saved on
+   improvement), --epochs epochs WITH the per-epoch resume checkpoint (ResumePoint.save as
+   on_epoch) and WITHOUT it, alternating, --repeats times each; the fastest of each and their
+   ratio (target: the checkpoint costs < 5% of an epoch, ratio < 1.05). The save itself is
+   timed too: on a busy machine that share is steadier than the ratio of two epochs.
+2. seconds to rank the dev split (candidate_ranks) scoring --eval-users users per call, for
+   each value, and each one's ratio to the first value's.
+
+--dataset: a processed folder (<root>/data/processed/<ds>; run ingest first) or `amazon-like`:
+the Office-shaped generator (benchmarks/amazon_like.py, --users x --items) ingested into a
+temporary folder. +LRD models read the dataset's embedding store when there is one, else random
+unit vectors of 384 dims (the speed does not depend on their values). Every file the runs write
+(best weights, resume points) goes to a temporary folder that is removed.
+
+    python benchmarks/bench_train.py                                  # ML-100K (data/processed/ml-100k)
+    python benchmarks/bench_train.py --dataset amazon-like            # Office-sized synthetic data
+    python benchmarks/bench_train.py --batches 20 --epochs 1 --repeats 1 --eval-users 4,32   # quicker
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import dataclasses
+import itertools
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from lrd.config.base import load_params
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import report  # noqa: E402
 
-from lrd.config.train import DiscoverConfig, TrainConfig
-from lrd.discover import latent_names
-from lrd.graph import RelationGraph
-from lrd.models.batch import Batch
-from lrd.models.lrd import LatentRelationDiscovery
-from lrd.models.relational import RelationalRecommender
-from lrd.sequences import Sequences
-from lrd.train.data import DatasetTables, TrainingData
-from lrd.train.trainer import autocast, autocast_dtype, optimizer_for
+from lrd.config.base import load_params  # noqa: E402
+from lrd.config.train import DiscoverConfig, TrainConfig  # noqa: E402
+from lrd.data.tables import DatasetTables  # noqa: E402
+from lrd.evaluate import ranking_metrics  # noqa: E402
+from lrd.experiment import Run, fingerprint, prepare, stopping_rule  # noqa: E402
+from lrd.models import build_model  # noqa: E402
+from lrd.paths import Paths  # noqa: E402
+from lrd.train.checkpoint import ResumePoint  # noqa: E402
+from lrd.train.device import autocast_dtype, seed_torch  # noqa: E402
+from lrd.train.evaluation import Scoring, candidate_ranks  # noqa: E402
+from lrd.train.loop import Loop, LoopState, fit, optimizer_for  # noqa: E402
+
+TARGET_RATIO = 1.05  # an epoch with its checkpoint against one without
 
 
-def matmul_rate(dtype: torch.dtype, n: int = 200_000, k: int = 64, reps: int = 20) -> float:
-    """GFLOP/s of (n x 64) @ (64 x k), the shape the models are made of."""
-    a, b = torch.randn(n, 64, dtype=dtype), torch.randn(64, k, dtype=dtype)
-    for _ in range(3):
-        a @ b
+def dataset_paths(dataset: str, params: dict, tmp: Path, users: int = 4900, items: int = 2400) -> Paths:
+    """Paths of the processed tables: the folder given, or the amazon-like data ingested below `tmp`."""
+    if dataset != "amazon-like":
+        folder = Path(dataset).resolve()
+        if folder.parent.parts[-2:] != ("data", "processed"):
+            raise SystemExit(f"--dataset {dataset}: expected a folder <root>/data/processed/<name> (or amazon-like)")
+        return Paths(folder.name, root=folder.parents[2])
+    import amazon_like
+
+    from lrd.config.datasets import dataset_config
+    from lrd.config.ingest import IngestConfig
+    from lrd.data.ingest import ingest
+    from lrd.data.readers import read_dataset
+
+    source = amazon_like.generate(tmp / "source" / "amazon-like", n_users=users, n_items=items)
+    # The dataset as params.yaml would declare it, so that its ingest settings resolve as for a real one.
+    ds = dataset_config({"datasets": {"amazon-like": {"format": "rechorus", "source": {"kind": "path", "path": str(source)}}}})
+    cfg = IngestConfig.from_params(params, ds)
+    paths = Paths(ds.name, root=tmp)
+    ingest(read_dataset(ds.format, source, cfg), cfg).write(paths)
+    return paths
+
+
+def item_vectors(paths: Paths, params: dict, n_items: int, dim: int = 384) -> tuple[np.ndarray, str]:
+    """The embedding store's (n_items + 1) x P matrix when there is one, else random unit vectors."""
+    from lrd.config.embed import EmbedConfig
+    from lrd.embed.store import open_store, store_dir
+
+    cfg = EmbedConfig.from_params(params)
+    if (store_dir(paths, cfg) / "manifest.json").exists():
+        return open_store(paths, cfg).matrix(n_items), f"embedding store {store_dir(paths, cfg)}"
+    text = np.random.default_rng(0).standard_normal((n_items + 1, dim)).astype(np.float32)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    text[0] = 0.0
+    return text, f"random {dim}-d"
+
+
+def timed_fit(run: Run, tmp: Path, epochs: int, batches: int, checkpoint: bool) -> tuple[dict, torch.nn.Module]:
+    """One fresh fit of `epochs` epochs, set up as train_run sets it up; seconds per epoch."""
+    seed_torch(run.seed, run.device)
+    model = build_model(run.cfg, run.catalog).to(run.device)
+    opt = optimizer_for(model, run.train.spec(run.name).lr, run.train.l2)
+    resume, best, saves = ResumePoint(tmp / "state.pt", fingerprint(run)), tmp / "best.pt", []
+
+    def save_resume_point(state: LoopState) -> None:
+        t = time.perf_counter()
+        resume.save(model, opt, state)
+        saves.append(time.perf_counter() - t)
+
+    data, graph, size = run.data, run.catalog.graph, run.train.batch_size
+    use_kg = graph is not None and graph.n_triples > 0
+    full = -(-data.n_train // size)
+    n = min(batches, full) if batches else full
+    loop = Loop(
+        batches=lambda r: itertools.islice(data.epoch(r, size, use_kg, run.cfg.lrd), n),
+        n_batches=n,
+        evaluate=lambda: {f"dev_{k}": v for k, v in ranking_metrics(candidate_ranks(model, data, "dev", run.scoring)).items()},
+        monitor="dev_NDCG@5",
+        max_epochs=epochs,
+        amp=run.amp,
+        device=run.device,
+        label=run.label,
+        on_improve=lambda weights: torch.save(weights, best),
+        on_epoch=save_resume_point if checkpoint else None,
+    )
+    state = LoopState(rng=np.random.default_rng(run.seed), stopper=stopping_rule(run.train))
     t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n * 64 * k * reps / (time.perf_counter() - t) / 1e9
-
-
-def flops_per_row(r: int, h: int, d: int, layers: int, heads: int, c: int) -> float:
-    """Forward FLOPs of one training row (c candidates) of the relational models."""
-    rp = r + (-r) % 8  # channels padded to a multiple of 8
-    first_level = c * r * (2 * h * d) * 2  # attention logits + context
-    per_layer = c * rp * (5 * d * d) * 2 + c * heads * rp * rp * (d // heads) * 2 * 2
-    return first_level + layers * per_layer
-
-
-def time_training(model, data, amp, batches: int, batch_size: int, use_lrd: bool) -> float:
-    opt = optimizer_for(model, 1e-3, 1e-6)
-    it = data.epoch(np.random.default_rng(0), batch_size, True, use_lrd)
-    model.train()
-    for i, batch in enumerate(it):
-        if i == 3:
-            t = time.perf_counter()
-        with autocast(torch.device("cpu"), amp):
-            loss = model.losses(batch)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if i == batches + 2:
-            break
-    return (time.perf_counter() - t) / batches
-
-
-def time_scoring(r_latent: int, users: int, amp, eval_users: int) -> tuple[float, float]:
-    """Score `users` x 100 candidates on an Office-sized synthetic graph with 13 relation types."""
-    import pyarrow as pa
-
-    from lrd import schemas
-
-    n_items = 2420
-    names = ["any", "complement", "substitute", "category", "brand"]
-    kinds = ["virtual", "item-item", "item-item", "attribute", "attribute"]
-    types = pa.table({"id": pa.array(range(5), pa.int16()), "name": names, "kind": kinds}, schema=schemas.RELATION_TYPES)
-    rng = np.random.default_rng(0)
-    rel = pa.table({
-        "head": pa.array(rng.integers(1, n_items + 1, 2000), pa.int32()),
-        "relation": pa.array(np.r_[np.full(1000, 1), np.full(1000, 3)], pa.int16()),
-        "tail": pa.array(np.r_[rng.integers(1, n_items + 1, 1000), np.zeros(1000, int)], pa.int32(), mask=np.r_[np.zeros(1000, bool), np.ones(1000, bool)]),
-        "value": pa.array([None] * 1000 + [str(v) for v in rng.integers(0, 40, 1000)], pa.string()),
-    }, schema=schemas.RELATIONS)
-    graph = RelationGraph.from_tables(types, rel, n_items, latent=latent_names(r_latent))
-    model = RelationalRecommender(graph, users, temporal=True).eval()
-    hist = torch.from_numpy(rng.integers(1, n_items + 1, (users, 20)))
-    cands = torch.from_numpy(rng.integers(1, n_items + 1, (users, 100)))
-    gaps = torch.rand(users, 20) * 20
-    t = time.perf_counter()
-    with torch.inference_mode(), autocast(torch.device("cpu"), amp):
-        for lo in range(0, users, eval_users):
-            sl = slice(lo, lo + eval_users)
-            model.scores(Batch(torch.arange(lo, min(lo + eval_users, users)) + 1, hist[sl], gaps[sl], cands[sl]))
-    return time.perf_counter() - t, graph.n_relations
+    fit(model, opt, loop, state)
+    wall, done = time.perf_counter() - t, max(state.epoch, 1)
+    # The training part scales from n to all batches (the epoch's up-front negative sampling with
+    # it: a slight overestimate for small n); evaluation, best weights and checkpoint do not.
+    train = state.train_seconds / done * full / n
+    return {"epoch": train + (wall - state.train_seconds) / done, "train": train, "eval": state.eval_seconds / done,
+            "checkpoint": sum(saves) / done, "checkpoint_bytes": resume.path.stat().st_size if checkpoint else 0}, model
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", default="data/processed/ml-100k")
-    ap.add_argument("--batches", type=int, default=60)
-    ap.add_argument("--models", default="rcf,rcf_lrd,kda,kda_lrd")
-    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    ap.add_argument("--dataset", default="data/processed/ml-100k", help="a processed folder, or amazon-like")
+    ap.add_argument("--users", type=int, default=4900, help="amazon-like only: users to generate")
+    ap.add_argument("--items", type=int, default=2400, help="amazon-like only: items to generate")
+    ap.add_argument("--models", default="kda,kda_lrd")
+    ap.add_argument("--epochs", type=int, default=2, help="epochs per fit")
+    ap.add_argument("--repeats", type=int, default=2, help="fits per variant (with / without checkpoint), alternating")
+    ap.add_argument("--batches", type=int, default=0, help="time only N batches per epoch and scale up (0: whole epochs)")
+    ap.add_argument("--eval-users", default="4,32,256", help="users scored per call when ranking dev")
+    ap.add_argument("--seed", type=int, default=2019)
+    ap.add_argument("--threads", type=int, default=None, help="default: train.threads, else torch's choice")
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None, help="default: train.precision")
     args = ap.parse_args()
+
     params = load_params()
     cfg, dcfg = TrainConfig.from_params(params), DiscoverConfig.from_params(params)
-    amp = autocast_dtype(args.precision, torch.device("cpu"))
-    rate32, rate16 = matmul_rate(torch.float32), matmul_rate(torch.bfloat16)
-    rate32_wide = matmul_rate(torch.float32, k=192)
-    rate16_wide = matmul_rate(torch.bfloat16, k=192)
-    print(f"threads: {torch.get_num_threads()}")
-    print(f"matmul (200000x64)@(64x64) GFLOP/s: fp32 {rate32:.1f}, bf16 {rate16:.1f}; @(64x192): fp32 {rate32_wide:.1f}, bf16 {rate16_wide:.1f}")
-    rate = (rate16_wide if amp == torch.bfloat16 else rate32_wide)
-    print(f"precision: {amp or 'fp32'} (floor uses {rate:.1f} GFLOP/s)")
+    cfg = dataclasses.replace(cfg, threads=args.threads or cfg.threads, precision=args.precision or cfg.precision)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    eval_users = [int(u) for u in args.eval_users.split(",")]
 
-    tables = DatasetTables.load(Path(args.dataset))
-    seqs = Sequences.from_table(tables.interactions, tables.n_users, tables.n_items)
-    text = torch.randn(tables.n_items + 1, 384)
-    for name in args.models.split(","):
-        spec = cfg.spec(name)
-        latent = latent_names(dcfg.latent_types) if spec.lrd else None
-        graph = RelationGraph.from_tables(tables.relation_types, tables.relations, tables.n_items, kinds=cfg.model_relations, latent=latent)
-        data = TrainingData(seqs, tables.candidates, cfg.history_max, graph)
-        torch.manual_seed(0)
-        lrd = LatentRelationDiscovery(text, cfg.dim, graph.n_relations) if spec.lrd else None
-        model = RelationalRecommender(graph, tables.n_users, cfg.dim, cfg.layers, cfg.heads, temporal=spec.arch == "kda",
-                                      kg_weight=0.5, lrd=lrd)
-        per_batch = time_training(model, data, amp, args.batches, cfg.batch_size, spec.lrd)
-        n_batches = -(-data.n_train // cfg.batch_size)
-        epoch = per_batch * n_batches
-        flops = 3 * flops_per_row(graph.n_relations, cfg.history_max, cfg.dim, cfg.layers, cfg.heads, 2) * data.n_train
-        floor = flops / (rate * 1e9)
-        us = epoch / (data.n_train * graph.n_relations) * 1e6
-        print(f"{name}: R {graph.n_relations}, {data.n_train} rows, epoch {epoch:.1f} s, {flops / 1e12:.2f} TFLOP/epoch, "
-              f"floor {floor:.1f} s, ratio {epoch / floor:.2f}, {us:.1f} us per interaction x relation type "
-              f"(reference ~80 us: {80 / us:.1f}x faster)")
-    seconds, r = time_scoring(8, 4905, amp, cfg.eval_users)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"scoring 4905 users x 100 candidates, {r} relation types: {seconds:.1f} s (reference ~43 s: {43 / seconds:.1f}x faster); "
-          f"peak RSS of this process {peak:.2f} GiB")
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp_name:
+        tmp = Path(tmp_name)
+        paths = dataset_paths(args.dataset, params, tmp, args.users, args.items)
+        tables = DatasetTables.load(paths)
+        names = args.models.split(",")
+        text, text_source = (item_vectors(paths, params, tables.n_items) if any(cfg.model(n, dcfg).lrd for n in names)
+                             else (None, "none"))
+        report("dataset", f"{paths.dataset} ({paths.processed})")
+        report("threads", torch.get_num_threads())
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # as prepare() picks it
+        report("precision", f"{cfg.precision} -> {autocast_dtype(cfg.precision, device) or 'fp32'} on {device.type}")
+        report("users_items_interactions", f"{tables.n_users} {tables.n_items} {tables.interactions.num_rows}")
+        report("item_vectors", text_source)
+        for name in names:
+            run = prepare(name, args.seed, tables, cfg, dcfg, paths, text)
+            full = -(-run.data.n_train // cfg.batch_size)
+            report(f"{name}_relation_channels_R", run.catalog.graph.n_relations if run.catalog.graph else 0)
+            report(f"{name}_rows_per_epoch", run.data.n_train)
+            report(f"{name}_batches_per_epoch", full)
+            report(f"{name}_batches_timed_per_epoch", min(args.batches, full) if args.batches else full)
+
+            # 1. Epochs with and without the resume checkpoint, alternating so that drifts in
+            # the machine's speed hit both alike; every fit starts from the same seed.
+            times = {True: [], False: []}
+            for _ in range(args.repeats):
+                for checkpoint in (True, False):
+                    t, model = timed_fit(run, tmp, args.epochs, args.batches, checkpoint)
+                    times[checkpoint].append(t)
+            with_, without = (min(times[c], key=lambda t: t["epoch"]) for c in (True, False))
+            report(f"{name}_epoch_seconds_with_checkpoint", with_["epoch"])
+            report(f"{name}_epoch_seconds_without_checkpoint", without["epoch"])
+            report(f"{name}_epoch_seconds_all_with", " ".join(f"{t['epoch']:.3f}" for t in times[True]))
+            report(f"{name}_epoch_seconds_all_without", " ".join(f"{t['epoch']:.3f}" for t in times[False]))
+            report(f"{name}_ratio_with_vs_without", with_["epoch"] / without["epoch"])
+            report(f"{name}_train_seconds_per_epoch", without["train"])
+            report(f"{name}_dev_eval_seconds_per_epoch", without["eval"])
+            report(f"{name}_checkpoint_save_seconds", with_["checkpoint"])
+            report(f"{name}_checkpoint_share_of_epoch", with_["checkpoint"] / without["epoch"])
+            report(f"{name}_checkpoint_bytes", with_["checkpoint_bytes"])
+            report(f"{name}_meets_target", with_["epoch"] / without["epoch"] < TARGET_RATIO)
+
+            # 2. Ranking dev, with the last fit's weights, at each number of users per call.
+            report(f"{name}_dev_users", len(run.data.eval["dev"].users))
+            seconds = []
+            for u in eval_users:
+                t = time.perf_counter()
+                candidate_ranks(model, run.data, "dev", Scoring(u, run.amp, run.device))
+                seconds.append(time.perf_counter() - t)
+                report(f"{name}_eval_dev_seconds_users_{u}", seconds[-1])
+            for u, s in zip(eval_users[1:], seconds[1:]):
+                report(f"{name}_eval_dev_ratio_users_{u}_vs_{eval_users[0]}", s / seconds[0])
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from lrd.io import atomic_path, remove_leftovers, write_csv, write_json, write_p
 from lrd.models import Catalog, Recommender, build_model, parameter_count
 from lrd.paths import Paths
 from lrd.sequences import Sequences
+from lrd.temporal import gap_spectra
 from lrd.train.batches import TrainingData
 from lrd.train.checkpoint import ResumePoint, code_fingerprint, files_fingerprint
 from lrd.train.device import autocast_dtype, seed_torch
@@ -70,8 +71,10 @@ def prepare(name: str, seed: int, tables: DatasetTables, train: TrainConfig, dis
         raise ConfigError(f"model {name!r} trains LRD and needs the item vectors: list it under `train.lrd_models`")
     kinds = tables.model_relations(train.model_relations)
     graph = relation_graph(cfg, kinds, tables, paths, discover.min_probability)
-    catalog = Catalog(tables.n_users, tables.n_items, tables.interactions.num_rows, graph, torch.from_numpy(text) if cfg.lrd else None)
-    data = TrainingData(Sequences.from_table(tables.interactions, tables.n_users, tables.n_items), tables.candidates, train.history_max, graph)
+    seqs = Sequences.from_table(tables.interactions, tables.n_users, tables.n_items)
+    spectra = gap_spectra(seqs, graph, cfg.n_dft) if cfg.arch == "kda" and cfg.kernel_init == "dft" else None
+    catalog = Catalog(tables.n_users, tables.n_items, tables.interactions.num_rows, graph, torch.from_numpy(text) if cfg.lrd else None, spectra)
+    data = TrainingData(seqs, tables.candidates, train.history_max, graph)
     inputs = [paths.table(t) for t in ("interactions", "candidates", "relations", "relation_types", "items")]
     if cfg.static_latent:
         inputs.append(paths.latent)

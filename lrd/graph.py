@@ -155,7 +155,9 @@ class RelationGraph:
 
         Attribute triples (h, a, v) become item triples (h, a, t', v) with t' a random item
         sharing the value. The corrupted triple replaces the head (probability neg_head_p) or
-        the tail by a random item, redrawn while the result is a true triple.
+        the tail by a random item, redrawn while the result is a known item-item triple; as in
+        the reference, a corrupted attribute triple is not checked (the random item may share
+        the value), since the reference tests it against triples whose tail is the value.
         """
         if self.n_triples == 0:
             return {}
@@ -174,18 +176,17 @@ class RelationGraph:
             ch = corrupt_head[pending]
             nh[pending[ch]] = draw[ch]
             nt[pending[~ch]] = draw[~ch]
-            pending = pending[self._is_true(nh[pending], r[pending], nt[pending], v[pending])]
+            pending = pending[self._is_known(nh[pending], r[pending], nt[pending], v[pending])]
             if len(pending) == 0:
                 break
         return {"h": h, "r": r, "t": t, "v": v, "neg_h": nh, "neg_t": nt}
 
-    def _is_true(self, h: np.ndarray, r: np.ndarray, t: np.ndarray, v: np.ndarray) -> np.ndarray:
-        attr = v > 0
+    def _is_known(self, h: np.ndarray, r: np.ndarray, t: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Whether (h, r, t) is a known item-item triple (never for attribute triples, v > 0)."""
         out = np.zeros(len(h), dtype=bool)
-        # Attribute relation: true when both items carry the value.
-        out[attr] = (self.value_of[h[attr], r[attr]] == v[attr]) & (self.value_of[t[attr], r[attr]] == v[attr])
-        if (~attr).any():
-            out[~attr] = self._item_triples.contains(self._triple_keys(h[~attr], r[~attr], t[~attr]))
+        item = v == 0
+        if item.any():
+            out[item] = self._item_triples.contains(self._triple_keys(h[item], r[item], t[item]))
         return out
 
     def _triple_keys(self, h: np.ndarray, r: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -66,8 +66,3 @@ class Sequences:
         times = np.where(valid, self.times[idx], self.times[positions][:, None])
         return hist, times
 
-
-def log_time_gaps(target_times: np.ndarray, history_times: np.ndarray, scale: float = 60.0) -> np.ndarray:
-    """KDA's normalised gap: max(log2(Δt / scale + 1e-6), 0), Δt in seconds (B x H)."""
-    gap = np.maximum(target_times[:, None] - history_times, 0) / scale
-    return np.maximum(np.log2(gap + 1e-6), 0.0).astype(np.float32)

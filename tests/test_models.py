@@ -56,7 +56,7 @@ def test_graph_entities_and_kg_samples():
     attr = kg["v"] > 0
     # an attribute triple's tail is an item with the same value
     assert (g.value_of[kg["t"][attr], kg["r"][attr]] == kg["v"][attr]).all()
-    assert not g._is_true(kg["neg_h"], kg["r"], kg["neg_t"], kg["v"]).any()
+    assert not g._is_known(kg["neg_h"], kg["r"], kg["neg_t"], kg["v"]).any()  # no corrupted triple is a known item-item one
 
 
 def test_relation_ids_beyond_the_catalog_are_refused():
@@ -83,7 +83,7 @@ def test_relational_attention_shapes_and_masking():
 
 
 def _reference_channel_attention(block: ChannelSelfAttention, x):
-    """The same layer written plainly, without channel padding."""
+    """The same layer written plainly, one op at a time."""
     n, r, d = x.shape
     dk = d // block.heads
     for _ in range(block.layers):
@@ -95,7 +95,7 @@ def _reference_channel_attention(block: ChannelSelfAttention, x):
 
 
 @pytest.mark.parametrize("r", [3, 8, 13])
-def test_channel_padding_changes_nothing(r):
+def test_channel_attention_is_the_plain_computation(r):
     torch.manual_seed(0)
     block = ChannelSelfAttention(16, 4, 3)
     x = torch.randn(6, r, 16)

@@ -45,6 +45,9 @@ class ModelSpec:
     layers: int | None = param(None, ge=1)  # default: train.layers (sasrec: 2)
     heads: int | None = param(None, ge=1)  # default: train.heads (sasrec: 2)
     dropout: float = param(0.0, ge=0, lt=1)
+    # KDA's temporal kernel: dft starts each predefined relation type from the spectrum of its
+    # empirical gap distribution (the reference's KDA default), random from N(0, 0.01²).
+    kernel_init: typing.Literal["dft", "random"] = "dft"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +62,7 @@ class ModelConfig:
     heads: int = 4
     dropout: float = 0.0
     n_dft: int = 64
+    kernel_init: str = "dft"
     lrd: bool = False
     static_latent: bool = False
     latent_types: int = 8
@@ -141,7 +145,8 @@ class TrainConfig:
                "lrd_weight": self.lrd_weight} if spec.lrd else {"latent_types": discover.latent_types} if spec.static_latent else {}
         return ModelConfig(
             name=name, arch=spec.arch, dim=self.dim, history_max=self.history_max, layers=layers, heads=heads,
-            dropout=spec.dropout, n_dft=self.n_dft, lrd=spec.lrd, static_latent=spec.static_latent, kg_weight=self.kg_weight, **lrd,
+            dropout=spec.dropout, n_dft=self.n_dft, kernel_init=spec.kernel_init if spec.arch == "kda" else "random",
+            lrd=spec.lrd, static_latent=spec.static_latent, kg_weight=self.kg_weight, **lrd,
         )
 
     @classmethod

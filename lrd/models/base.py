@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -26,6 +27,7 @@ class Catalog:
     n_interactions: int
     graph: RelationGraph | None = None  # relation types and triples (relational models)
     text: torch.Tensor | None = None  # (n_items + 1) x P frozen LLM vectors (+LRD models)
+    gap_spectra: np.ndarray | None = None  # R x F complex, KDA's kernel initialisation (lrd.temporal)
 
 
 class Recommender(nn.Module, abc.ABC):

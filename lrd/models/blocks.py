@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,11 +40,7 @@ def relational_attention(
 
 class ChannelSelfAttention(nn.Module):
     """L rounds of multi-head self-attention across the R relation channels, weights shared by
-    all rounds (as in the reference): z = FFN(MHA(x)); x = LayerNorm(x + z).
-
-    The channel axis is padded to a multiple of 8 with masked-out keys: the same result, and
-    CPU softmax kernels run much faster on such widths.
-    """
+    all rounds (as in the reference): z = FFN(MHA(x)); x = LayerNorm(x + z)."""
 
     def __init__(self, d: int, heads: int, layers: int):
         super().__init__()
@@ -58,26 +55,23 @@ class ChannelSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: N x R x d -> N x R x d."""
         n, r, d = x.shape
-        pad = (-r) % 8
+        dk = d // self.heads
         # Under autocast every op would cast its inputs again; run the block in one dtype
         # instead (the autocast dtype, weights cast once per call) with autocast off.
         dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
         with torch.autocast(x.device.type, enabled=False):
-            x = F.pad(x.to(dtype), (0, 0, 0, pad))
-            mask = torch.zeros(r + pad, device=x.device)
-            mask[r:] = float("-inf")
-            dk = d // self.heads
+            x = x.to(dtype)
             w_qkv = self.qkv.weight.to(dtype)
             w_qkv = torch.cat([w_qkv[:d] / math.sqrt(dk), w_qkv[d:]])  # fold the 1/sqrt(dk) scale into W_q
             w1, b1, w2, b2 = (t.to(dtype) for t in (self.ff1.weight, self.ff1.bias, self.ff2.weight, self.ff2.bias))
             g, beta = self.norm.weight.to(dtype), self.norm.bias.to(dtype)
             for _ in range(self.layers):
-                q, k, v = F.linear(x, w_qkv).view(n, r + pad, 3, self.heads, dk).permute(2, 0, 3, 1, 4)
-                att = torch.softmax(torch.matmul(q, k.transpose(-1, -2)).float() + mask, dim=-1).to(dtype)
-                z = torch.matmul(att, v).transpose(1, 2).reshape(n, r + pad, d)
+                q, k, v = F.linear(x, w_qkv).view(n, r, 3, self.heads, dk).permute(2, 0, 3, 1, 4)
+                att = torch.softmax(torch.matmul(q, k.transpose(-1, -2)).float(), dim=-1).to(dtype)
+                z = torch.matmul(att, v).transpose(1, 2).reshape(n, r, d)
                 z = F.linear(F.relu(F.linear(z, w1, b1)), w2, b2)
                 x = F.layer_norm(x + z, (d,), g, beta, self.norm.eps)
-        return x[:, :r]
+        return x
 
 
 class TemporalKernel(nn.Module):
@@ -85,13 +79,21 @@ class TemporalKernel(nn.Module):
 
     D_r(τ) = clamp(1/(2F) Σ_k [Re_rk cos(2π f_k τ) − Im_rk sin(2π f_k τ)], 0, 1),
     f_k = k / (2(F−1)), F = n_dft/2 + 1.
+
+    Initialised N(0, 0.01²), then, where `spectra` (R x F complex, lrd.temporal.gap_spectra)
+    has a non-zero row, from the spectrum of that relation type's empirical gap distribution.
     """
 
-    def __init__(self, n_relations: int, n_dft: int = 64):
+    def __init__(self, n_relations: int, n_dft: int = 64, spectra: np.ndarray | None = None):
         super().__init__()
         f = n_dft // 2 + 1
         self.real = nn.Parameter(torch.randn(n_relations, f) * 0.01)
         self.imag = nn.Parameter(torch.randn(n_relations, f) * 0.01)
+        if spectra is not None:
+            rows = torch.from_numpy(np.flatnonzero(np.abs(spectra).sum(1) > 0))
+            with torch.no_grad():
+                self.real[rows] = torch.from_numpy(spectra.real).float()[rows]
+                self.imag[rows] = torch.from_numpy(spectra.imag).float()[rows]
         self.register_buffer("freqs", torch.arange(f, dtype=torch.float32) / (2 * (f - 1)), persistent=False)
 
     def forward(self, gaps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

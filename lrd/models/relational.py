@@ -23,23 +23,19 @@ class RelationalRecommender(Recommender):
     temporal = False
 
     def __init__(self, cfg: ModelConfig, catalog: Catalog):
-        graph = catalog.graph
-        # Built before the recommender's own tables, so that a seed draws the same weights as
-        # it always has; it keeps its own initialisation (or the discover checkpoint's).
-        lrd = LatentRelationDiscovery(catalog.text, cfg.dim, graph.n_relations, cfg.alpha, cfg.drop_virtual) if cfg.lrd else None
         super().__init__()
-        d = cfg.dim
+        graph, d = catalog.graph, cfg.dim
         self.n_items, self.n_relations = graph.n_items, graph.n_relations
         self.users = nn.Embedding(catalog.n_users + 1, d)
         self.entities = nn.Embedding(graph.n_entities, d)
         self.relations = nn.Embedding(graph.n_relations, d)
         self.item_bias = nn.Embedding(graph.n_items + 1, 1)
         self.channels = ChannelSelfAttention(d, cfg.heads, cfg.layers)
-        init_normal(self)
-        self.decay = TemporalKernel(graph.n_relations, cfg.n_dft) if self.temporal else None
+        self.decay = TemporalKernel(graph.n_relations, cfg.n_dft, catalog.gap_spectra) if self.temporal else None
+        self.lrd = LatentRelationDiscovery(catalog.text, d, graph.n_relations, cfg.alpha, cfg.drop_virtual) if cfg.lrd else None
+        init_normal(self)  # every table and linear layer, the LRD module's included, as the reference
         self.register_buffer("value_of", torch.from_numpy(np.ascontiguousarray(graph.value_of)), persistent=False)
         self.kg_weight = graph.kg_weight(cfg.kg_weight, catalog.n_interactions)
-        self.lrd = lrd
         self.lrd_weight = cfg.lrd_weight
 
     def scores(self, batch: Batch) -> torch.Tensor:

@@ -17,7 +17,8 @@ import torch
 from lrd.data.sampling import sample_negatives
 from lrd.graph import RelationGraph
 from lrd.models.batch import Batch
-from lrd.sequences import Sequences, log_time_gaps
+from lrd.sequences import Sequences
+from lrd.temporal import log_time_gaps
 
 
 @dataclasses.dataclass
