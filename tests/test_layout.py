@@ -23,7 +23,7 @@ LAYERS = [
     ("config", ["lrd.config"]),
     ("data", ["lrd.data"]),
     ("embed", ["lrd.embed"]),
-    ("model data", ["lrd.graph", "lrd.sequences", "lrd.evaluate"]),
+    ("model data", ["lrd.graph", "lrd.sequences", "lrd.temporal", "lrd.evaluate"]),
     ("models", ["lrd.models"]),
     ("train", ["lrd.train"]),
     ("discover", ["lrd.discover"]),
