@@ -10,6 +10,13 @@ Per model of --models (the params.yaml settings, as `train` runs it):
    timed too: on a busy machine that share is steadier than the ratio of two epochs.
 2. seconds to rank the dev split (candidate_ranks) scoring --eval-users users per call, for
    each value, and each one's ratio to the first value's.
+3. only with --ddp N (instead of 1 and 2): the run as `train` runs it (lrd.experiment.train_run)
+   as one process and as N DDP ranks (gloo on CPU, NCCL on GPUs) under torchrun, each in fresh
+   processes: training seconds per epoch, and train_run's wall seconds per epoch (dev evaluation,
+   checkpoints and the final ranking included), from rank 0's metrics. The global batch is
+   train.batch_size either way; --batches shortens the epoch to its first N batches. With N
+   ranks on a machine of few cores the ranks share the cores: this checks the launch path and
+   its overhead, not a speed-up.
 
 --dataset: a processed folder (<root>/data/processed/<ds>; run ingest first) or `amazon-like`:
 the Office-shaped generator (benchmarks/amazon_like.py, --users x --items) ingested into a
@@ -20,6 +27,7 @@ unit vectors of 384 dims (the speed does not depend on their values). Every file
     python benchmarks/bench_train.py                                  # ML-100K (data/processed/ml-100k)
     python benchmarks/bench_train.py --dataset amazon-like            # Office-sized synthetic data
     python benchmarks/bench_train.py --batches 20 --epochs 1 --repeats 1 --eval-users 4,32   # quicker
+    python benchmarks/bench_train.py --ddp 2 --models kda --batches 100                       # 1 process vs 2 ranks
 """
 
 from __future__ import annotations
@@ -27,6 +35,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,16 +47,17 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import report  # noqa: E402
+from _common import REPO, RESULT_TAG, report  # noqa: E402
 
 from lrd.config.base import load_params  # noqa: E402
 from lrd.config.train import DiscoverConfig, TrainConfig  # noqa: E402
 from lrd.data.tables import DatasetTables  # noqa: E402
 from lrd.evaluate import ranking_metrics  # noqa: E402
-from lrd.experiment import Run, fingerprint, prepare, stopping_rule  # noqa: E402
+from lrd.experiment import Run, fingerprint, prepare, stopping_rule, train_run  # noqa: E402
 from lrd.models import build_model  # noqa: E402
 from lrd.paths import Paths  # noqa: E402
 from lrd.train.checkpoint import ResumePoint  # noqa: E402
+from lrd.train import distributed  # noqa: E402
 from lrd.train.device import autocast_dtype, seed_torch  # noqa: E402
 from lrd.train.evaluation import Scoring, candidate_ranks  # noqa: E402
 from lrd.train.loop import Loop, LoopState, fit, optimizer_for  # noqa: E402
@@ -129,6 +141,38 @@ def timed_fit(run: Run, tmp: Path, epochs: int, batches: int, checkpoint: bool) 
             "checkpoint": sum(saves) / done, "checkpoint_bytes": resume.path.stat().st_size if checkpoint else 0}, model
 
 
+def ddp_fit(args: argparse.Namespace, paths: Paths, name: str, processes: int, tmp: Path) -> dict:
+    """Section 3: one run of `name` as `processes` ranks (1: a plain process), outputs below `tmp`."""
+    root = tmp / f"ddp_{name}_{processes}"
+    for data in ("processed", "embeddings"):  # the inputs, read where they are
+        if (paths.root / "data" / data / paths.dataset).exists():
+            (root / "data" / data).mkdir(parents=True)
+            (root / "data" / data / paths.dataset).symlink_to((paths.root / "data" / data / paths.dataset).resolve())
+    launcher = [sys.executable] + (["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"] if processes > 1 else [])
+    worker = [str(Path(__file__).resolve()), "--ddp-worker", str(root), "--dataset", str(root / "data/processed" / paths.dataset),
+              "--models", name, "--epochs", str(args.epochs), "--batches", str(args.batches), "--seed", str(args.seed)]
+    worker += [f"--{k}={v}" for k, v in (("threads", args.threads), ("precision", args.precision)) if v]
+    out = subprocess.run(launcher + worker, cwd=REPO, stdout=subprocess.PIPE, text=True, check=True).stdout
+    return json.loads(next(line for line in out.splitlines()[::-1] if line.startswith(RESULT_TAG))[len(RESULT_TAG):])
+
+
+def ddp_worker(args: argparse.Namespace, params: dict, cfg: TrainConfig, dcfg: DiscoverConfig) -> None:
+    """One rank of section 3 (or the one process): train_run with the outputs below --ddp-worker."""
+    source = dataset_paths(args.dataset, params, Path(args.ddp_worker))
+    paths = Paths(source.dataset, root=Path(args.ddp_worker))
+    cfg = dataclasses.replace(cfg, max_epochs=args.epochs, stopping="patience", patience=args.epochs + 1)
+    tables = DatasetTables.load(paths)
+    text = item_vectors(paths, params, tables.n_items)[0] if cfg.model(args.models, dcfg).lrd else None
+    with distributed.session(cfg.distributed, cfg.ddp_timeout) as ranks:
+        run = prepare(args.models, args.seed, tables, cfg, dcfg, paths, text, ranks)
+        if args.batches:  # a shorter epoch: its first N batches' worth of training rows
+            run.data.train_positions = run.data.train_positions[: args.batches * cfg.batch_size]
+        m = train_run(run)
+    if ranks.main:
+        keys = ("processes", "epochs", "seconds_per_epoch", "wall_seconds", "device")
+        print(RESULT_TAG + json.dumps({k: m[k] for k in keys} | {"rows_per_epoch": run.data.n_train}), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="data/processed/ml-100k", help="a processed folder, or amazon-like")
@@ -142,6 +186,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2019)
     ap.add_argument("--threads", type=int, default=None, help="default: train.threads, else torch's choice")
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None, help="default: train.precision")
+    ap.add_argument("--ddp", type=int, default=0, help="section 3 only: 1 process vs N DDP ranks")
+    ap.add_argument("--ddp-worker", help=argparse.SUPPRESS)  # one rank of section 3, writing below this folder
     args = ap.parse_args()
 
     params = load_params()
@@ -150,6 +196,8 @@ def main() -> None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     eval_users = [int(u) for u in args.eval_users.split(",")]
+    if args.ddp_worker:
+        return ddp_worker(args, params, cfg, dcfg)
 
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp_name:
         tmp = Path(tmp_name)
@@ -164,6 +212,17 @@ def main() -> None:
         report("precision", f"{cfg.precision} -> {autocast_dtype(cfg.precision, device) or 'fp32'} on {device.type}")
         report("users_items_interactions", f"{tables.n_users} {tables.n_items} {tables.interactions.num_rows}")
         report("item_vectors", text_source)
+        if args.ddp:
+            report("cpu_cores", os.cpu_count())
+            for name in names:
+                for n in (1, args.ddp):
+                    m = ddp_fit(args, paths, name, n, tmp)
+                    if n == 1:
+                        report(f"{name}_rows_per_epoch", m["rows_per_epoch"])
+                        report(f"{name}_device", m["device"])
+                    report(f"{name}_{n}_processes_train_seconds_per_epoch", m["seconds_per_epoch"])
+                    report(f"{name}_{n}_processes_wall_seconds_per_epoch", m["wall_seconds"] / m["epochs"])
+            return
         for name in names:
             run = prepare(name, args.seed, tables, cfg, dcfg, paths, text)
             full = -(-run.data.n_train // cfg.batch_size)

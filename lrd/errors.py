@@ -27,3 +27,7 @@ class ModelError(LRDError):
 
 class QueryError(LRDError):
     """A SQL query failed; the message is DuckDB's own (plus, for an unknown table, the tables there are)."""
+
+
+class DistributedError(LRDError):
+    """A process of a multi-process run died or stopped answering."""

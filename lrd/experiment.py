@@ -32,6 +32,7 @@ from lrd.temporal import gap_spectra
 from lrd.train.batches import TrainingData
 from lrd.train.checkpoint import ResumePoint, code_fingerprint, files_fingerprint
 from lrd.train.device import autocast_dtype, seed_torch
+from lrd.train.distributed import Ranks
 from lrd.train.evaluation import Scoring, candidate_ranks, full_ranks
 from lrd.train.loop import Loop, LoopState, fit, optimizer_for
 from lrd.train.stopping import Patience, ReferenceRule, StoppingRule
@@ -53,6 +54,7 @@ class Run:
     data_fingerprint: str
     device: torch.device
     amp: torch.dtype | None
+    ranks: Ranks = Ranks()  # several processes (DDP): this one's place among them
 
     @property
     def label(self) -> str:
@@ -60,12 +62,12 @@ class Run:
 
     @property
     def scoring(self) -> Scoring:
-        return Scoring(self.train.eval_users, self.amp, self.device)
+        return Scoring(self.train.eval_users, self.amp, self.device, self.ranks)
 
 
 def prepare(name: str, seed: int, tables: DatasetTables, train: TrainConfig, discover: DiscoverConfig, paths: Paths,
-            text: np.ndarray | None = None) -> Run:
-    """`text`: the (n_items + 1) x P LLM vectors, for +LRD models."""
+            text: np.ndarray | None = None, ranks: Ranks = Ranks()) -> Run:
+    """`text`: the (n_items + 1) x P LLM vectors, for +LRD models; `ranks`: under DDP, this process's place."""
     cfg = train.model(name, discover)
     if cfg.lrd and text is None:
         raise ConfigError(f"model {name!r} trains LRD and needs the item vectors: list it under `train.lrd_models`")
@@ -79,8 +81,8 @@ def prepare(name: str, seed: int, tables: DatasetTables, train: TrainConfig, dis
     if cfg.static_latent:
         inputs.append(paths.latent)
     fingerprint = files_fingerprint(inputs) + ("" if text is None else "-" + _array_hash(text))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return Run(name, seed, cfg, train, paths, catalog, data, fingerprint, device, autocast_dtype(train.precision, device))
+    device = ranks.device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return Run(name, seed, cfg, train, paths, catalog, data, fingerprint, device, autocast_dtype(train.precision, device), ranks)
 
 
 def _array_hash(a: np.ndarray) -> str:
@@ -124,9 +126,13 @@ def fingerprint(run: Run) -> dict:
 
 
 def train_run(run: Run) -> dict:
-    """Fit (resuming from the run's last finished epoch when there is one), evaluate, write the results; return the metrics."""
+    """Fit (resuming from the run's last finished epoch when there is one), evaluate, write the results; return the metrics.
+
+    Under DDP every rank runs this; rank 0 alone writes files, every rank resumes from them."""
     start = time.perf_counter()
-    remove_leftovers(run.paths.run_model(run.name, run.seed), run.paths.run_results(run.name, run.seed))
+    main = run.ranks.main
+    if main:
+        remove_leftovers(run.paths.run_model(run.name, run.seed), run.paths.run_results(run.name, run.seed))
     seed_torch(run.seed, run.device)
     model = build_model(run.cfg, run.catalog)
     model.to(run.device)
@@ -144,7 +150,7 @@ def train_run(run: Run) -> dict:
     data, graph = run.data, run.catalog.graph
     use_kg = graph is not None and graph.n_triples > 0
     loop = Loop(
-        batches=lambda r: data.epoch(r, run.train.batch_size, use_kg, run.cfg.lrd),
+        batches=lambda r: data.epoch(r, run.train.batch_size, use_kg, run.cfg.lrd, part=run.ranks.part),
         n_batches=-(-data.n_train // run.train.batch_size),
         evaluate=lambda: {f"dev_{k}": v for k, v in ranking_metrics(candidate_ranks(model, data, "dev", run.scoring)).items()},
         monitor="dev_NDCG@5",
@@ -152,8 +158,11 @@ def train_run(run: Run) -> dict:
         amp=run.amp,
         device=run.device,
         label=run.label,
-        on_improve=save_best,
-        on_epoch=lambda s: resume.save(model, opt, s),
+        on_improve=save_best if main else None,
+        on_epoch=(lambda s: resume.save(model, opt, s)) if main else None,
+        losses=run.ranks.losses(model),  # after the restore: DDP starts every rank from rank 0's weights
+        reduce=run.ranks.sum,
+        progress=main,
     )
     try:
         state = fit(model, opt, loop, state)
@@ -161,6 +170,8 @@ def train_run(run: Run) -> dict:
         raise ModelError(f"{exc} The best weights so far are in {best}.") from None
     metrics, ranks = evaluate_run(run, model, state)
     metrics.update(resumed_after_epoch=resumed_at, wall_seconds=round(time.perf_counter() - start, 1))
+    if not main:
+        return metrics
     write_parquet(ranks, run.paths.run_ranks(run.name, run.seed))
     write_csv(state.curve, run.paths.run_curve(run.name, run.seed))
     write_json(metrics, run.paths.run_metrics(run.name, run.seed))  # last: marks the run as finished
@@ -195,6 +206,7 @@ def evaluate_run(run: Run, model: Recommender, state: LoopState) -> tuple[dict, 
         "train_seconds": round(state.train_seconds, 1),
         "seconds_per_epoch": round(state.train_seconds / epochs, 2),
         "eval_seconds": round(state.eval_seconds + eval_seconds, 1),
+        **({"processes": run.ranks.world} if run.ranks.world > 1 else {}),  # one-process metrics as they were
         **provenance(run.device),
     }
     return metrics, table

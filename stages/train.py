@@ -4,19 +4,25 @@ Base models and static variants (`train.models`, `train.static_models`) read the
 data (static variants also discover's latent table); +LRD models run as `train_lrd`.
 Writes models/<ds>/<model>/<seed>/ (best weights, resume point) and
 results/<ds>/<model>/<seed>/ (metrics.json, ranks.parquet, curve.csv).
+Under torchrun (`torchrun --nproc-per-node N -m stages.train ...`, or `train.distributed: ddp`)
+the run is one DDP rank of N.
 """
 
 import logging
+import os
 import sys
 
 import torch
 
+from lrd.config.base import load_params
 from lrd.config.datasets import dataset_config
 
 from lrd.config.train import DiscoverConfig, TrainConfig
 from lrd.data.tables import DatasetTables
+from lrd.errors import LRDError
 from lrd.experiment import prepare, train_run
 from lrd.stage import parse_run_args, run_stage
+from lrd.train import distributed
 
 log = logging.getLogger("lrd.train")
 
@@ -26,13 +32,26 @@ def run(params: dict, dataset: str, name: str, seed: int, text=None) -> dict:
     cfg = TrainConfig.from_params(params)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    m = train_run(prepare(name, seed, DatasetTables.load(paths), cfg, DiscoverConfig.from_params(params), paths, text))
-    log.info("%s/%s/%d: best epoch %d of %d (%s); test NDCG@5 %.4f HR@5 %.4f NDCG@10 %.4f HR@10 %.4f; %.1f s per epoch",
-             dataset, name, seed, m["best_epoch"], m["epochs"], m["stopped_by"], m["test"]["NDCG@5"], m["test"]["HR@5"],
-             m["test"]["NDCG@10"], m["test"]["HR@10"], m["seconds_per_epoch"])
+    with distributed.session(cfg.distributed, cfg.ddp_timeout) as ranks:
+        m = train_run(prepare(name, seed, DatasetTables.load(paths), cfg, DiscoverConfig.from_params(params), paths, text, ranks))
+        log.info("%s/%s/%d: best epoch %d of %d (%s); test NDCG@5 %.4f HR@5 %.4f NDCG@10 %.4f HR@10 %.4f; %.1f s per epoch",
+                 dataset, name, seed, m["best_epoch"], m["epochs"], m["stopped_by"], m["test"]["NDCG@5"], m["test"]["HR@5"],
+                 m["test"]["NDCG@10"], m["test"]["HR@10"], m["seconds_per_epoch"])
     return m
+
+
+def become_torchrun(stage: str, argv: list[str]) -> None:
+    """With `train.distributed: ddp` and one process started (stages/run, so DVC): replace it by
+    torchrun running the stage as `train.processes` ranks (a signal to it reaches every rank)."""
+    try:
+        cfg = TrainConfig.from_params(load_params())
+    except LRDError:
+        return  # run_stage reports it
+    if cfg.distributed == "ddp" and not distributed.launched():
+        os.execv(sys.executable, distributed.torchrun_argv(cfg.processes, f"stages.{stage}", argv[1:]))
 
 
 if __name__ == "__main__":
     dataset, name, seed = parse_run_args(sys.argv, "train")
+    become_torchrun("train", sys.argv)
     run_stage("train", lambda params: run(params, dataset, name, seed))

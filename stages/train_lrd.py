@@ -23,4 +23,5 @@ def run(params: dict, dataset: str, name: str, seed: int) -> dict:
 
 if __name__ == "__main__":
     dataset, name, seed = parse_run_args(sys.argv, "train_lrd")
+    train.become_torchrun("train_lrd", sys.argv)
     run_stage("train_lrd", lambda params: run(params, dataset, name, seed))

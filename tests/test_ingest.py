@@ -221,3 +221,29 @@ def test_failed_stage_leaves_previous_outputs(tmp_path, recbole_dir, monkeypatch
     assert before == after
     assert [p.name for p in Path("data/processed").iterdir()] == ["tiny"]  # no temp folders left
     yaml  # noqa: B018 (imported for parity with the stage's own params reading)
+
+
+def test_gapped_rechorus_ids_give_the_same_tables_and_relations(tmp_path):
+    """Every id doubled (2, 4, ..., 100): after compaction, the same interactions, candidates and
+    item-item relations as the contiguous original (a relation must name the right items)."""
+    import re
+
+    from benchmarks.amazon_like import generate
+
+    src = generate(tmp_path / "a" / "A", n_users=80, n_items=50, seed=1)
+    dst = tmp_path / "b" / "A"
+    dst.mkdir(parents=True)
+    double = lambda text: re.sub(r"\d+", lambda m: str(2 * int(m.group(0))), text)  # noqa: E731
+    for f in src.iterdir():
+        lines = f.read_text().splitlines()
+        header, rows = lines[0].split("\t"), [line.split("\t") for line in lines[1:]]
+        for row in rows:
+            for i, name in enumerate(header):
+                if name in ("item_id", "id", "neg_items") or name.startswith("r_") or (f.suffix == ".text" and i == 0):
+                    row[i] = double(row[i])
+        (dst / f.name).write_text("\n".join(["\t".join(header)] + ["\t".join(r) for r in rows]) + "\n")
+    cfg = IngestConfig.from_params({})
+    a = ingest(read_dataset("rechorus", src, cfg), cfg)
+    b = ingest(read_dataset("rechorus", dst, cfg), cfg)
+    assert a.relations.equals(b.relations) and a.interactions.equals(b.interactions) and a.candidates.equals(b.candidates)
+    assert b.items.column("raw_id").to_pylist()[:3] == ["2", "4", "6"]

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Lowest first; a module may import from its own layer and the ones above it in this list.
 LAYERS = [
-    ("foundation", ["lrd.errors", "lrd.paths", "lrd.keys", "lrd.schemas", "lrd.io", "lrd.format"]),
+    ("foundation", ["lrd.errors", "lrd.paths", "lrd.keys", "lrd.schemas", "lrd.io", "lrd.format", "lrd.cluster"]),
     ("config", ["lrd.config"]),
     ("data", ["lrd.data"]),
     ("embed", ["lrd.embed"]),

@@ -30,6 +30,10 @@ class DiscoverConfig:
     knn: int = param(10, ge=1)  # FAISS neighbours per item added as candidate pairs
     min_probability: float = param(0.5, ge=0, le=1)  # "confident" latent relation, for the readout and the static model
     row_group_size: int = param(1_000_000, ge=1)
+    # Candidate pairs and their labels: local (this process) or ray (a Ray Data job on the cluster at
+    # RAY_ADDRESS, else a local one; pip install -e '.[scale]'): the same rows, ordered by head range.
+    engine: typing.Literal["local", "ray"] = "local"
+    ray_workers: int | None = param(None, ge=1)  # labelling actors, each with the FAISS index; null: one per CPU
 
     @classmethod
     def from_params(cls, params: dict) -> "DiscoverConfig":
@@ -107,6 +111,11 @@ class TrainConfig:
     precision: typing.Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the CPU/GPU has it
     threads: int | None = param(None, ge=1)  # torch CPU threads (default: torch's choice)
     full_ranking: bool = False  # also rank every item (minus the user's earlier ones) at test time
+    # Several processes (DDP; README "Training on several processes"): a torchrun launch always
+    # trains as its ranks; `ddp` makes `stages/run train` (so DVC) start `processes` ranks itself.
+    distributed: typing.Literal["none", "ddp"] = "none"
+    processes: int = param(2, ge=1)  # ranks on this machine for `ddp` (one per GPU on GPU machines)
+    ddp_timeout: float = param(600.0, gt=0)  # seconds a rank waits for another before the run fails
 
     KINDS = {"models": "a base model (no lrd, no static_latent)", "lrd_models": "an +LRD model (lrd: true)",
              "static_models": "a static variant (static_latent: true)"}

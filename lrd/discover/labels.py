@@ -23,6 +23,41 @@ from lrd.paths import Paths
 # (keys, heads, tails, latent index, probability, entropy) of one chunk, for a readout
 Observer = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
 
+# A labelled chunk: the triplet table's columns, then what a readout needs beside them.
+LABELLED = pa.schema(list(schemas.LATENT_RELATIONS) + [pa.field("latent", pa.int16()), pa.field("entropy", pa.float32())])
+
+
+def pair_tables(lrd: LatentRelationDiscovery) -> tuple[torch.Tensor, ...]:
+    """The module's per-item halves of q (LatentRelationDiscovery.pair_tables), computed once for every chunk."""
+    lrd.eval()
+    with torch.no_grad():
+        return tuple(t.detach().float().cpu() for t in lrd.pair_tables())
+
+
+def label_chunk(keys: np.ndarray, source: pa.Array, base: int, tables, latent: slice, latent_ids: np.ndarray) -> pa.Table:
+    """Label pair keys head * base + tail with their most probable latent type (LABELLED rows)."""
+    heads, tails = keys // base, keys % base
+    idx, prob, entropy = (t.numpy() for t in LatentRelationDiscovery.label(torch.from_numpy(heads), torch.from_numpy(tails), tables, latent))
+    return pa.table({"head": heads.astype(np.int32), "tail": tails.astype(np.int32), "relation": latent_ids[idx],
+                     "probability": prob.astype(np.float32), "source": source, "latent": idx.astype(np.int16),
+                     "entropy": entropy.astype(np.float32)}, schema=LABELLED)
+
+
+def write_labelled(path: Path, labelled: Iterable[pa.Table], base: int, observe: Observer | None = None) -> int:
+    """Stream labelled chunks (LABELLED tables) into the triplet table at `path`, each its own row
+    group(s), feeding `observe` on the way. Returns the row count."""
+    rows = 0
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schemas.LATENT_RELATIONS, compression="zstd") as writer:
+        for chunk in labelled:
+            if observe:
+                heads, tails = (chunk.column(c).to_numpy().astype(np.int64) for c in ("head", "tail"))
+                observe(heads * base + tails, heads, tails, chunk.column("latent").to_numpy(), chunk.column("probability").to_numpy(),
+                        chunk.column("entropy").to_numpy())
+            triplets = chunk.select(schemas.LATENT_RELATIONS.names)
+            writer.write_table(triplets if triplets.schema.equals(schemas.LATENT_RELATIONS) else triplets.cast(schemas.LATENT_RELATIONS))
+            rows += chunk.num_rows
+    return rows
+
 
 def write_labelled_pairs(
     path: Path,
@@ -32,25 +67,9 @@ def write_labelled_pairs(
     observe: Observer | None = None,
 ) -> int:
     """Label each chunk of (pair keys head * (n_items + 1) + tail, source) and write it. Returns the row count."""
-    base = graph.n_items + 1
+    base, tables = graph.n_items + 1, pair_tables(lrd)
     latent_ids = np.asarray(graph.global_ids)[graph.latent].astype(np.int16)
-    lrd.eval()
-    with torch.no_grad():
-        tables = tuple(t.detach().float().cpu() for t in lrd.pair_tables())
-    rows = 0
-    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schemas.LATENT_RELATIONS, compression="zstd") as writer:
-        for keys, source in chunks:
-            heads, tails = keys // base, keys % base
-            idx, prob, entropy = (t.numpy() for t in lrd.label(torch.from_numpy(heads), torch.from_numpy(tails), tables, graph.latent))
-            if observe:
-                observe(keys, heads, tails, idx, prob, entropy)
-            writer.write_table(pa.table(
-                {"head": heads.astype(np.int32), "tail": tails.astype(np.int32), "relation": latent_ids[idx],
-                 "probability": prob.astype(np.float32), "source": source},
-                schema=schemas.LATENT_RELATIONS,
-            ))
-            rows += len(keys)
-    return rows
+    return write_labelled(path, (label_chunk(keys, source, base, tables, graph.latent, latent_ids) for keys, source in chunks), base, observe)
 
 
 def stored_pairs(path: Path, n_items: int, chunk: int = 1 << 20) -> Iterable[tuple[np.ndarray, pa.Array]]:

@@ -43,11 +43,17 @@ def discover(tables: DatasetTables, store: EmbeddingStore, cfg: DiscoverConfig, 
     model = DiscoveryModel(graph, cfg.dim, lrd, kg_weight)
     result = train_discovery(model, data, cfg)
 
-    cooccur = cooccur_keys(seqs, cfg.history_max)
-    knn, n_knn = knn_keys(store, tables.n_items, cfg.knn)
     pre_keys, pre_codes, pre_types, no_predefined = predefined_pairs(tables.relations, tables.n_items)
     readout = Readout(tables.n_items, cfg.latent_types, cfg.min_probability, pre_keys, pre_codes, len(pre_types))
-    rows = write_labelled_pairs(paths.latent, lrd, graph, labelled_groups(cooccur, knn, cfg.row_group_size), readout)
+    if cfg.engine == "ray":
+        from lrd.discover import ray_engine  # imported here only: nothing loads Ray unless an engine is ray
+
+        rows, n_cooccur, n_knn = ray_engine.label_candidates(paths.latent, lrd, graph, seqs, store, cfg, readout)
+    else:
+        cooccur = cooccur_keys(seqs, cfg.history_max)
+        knn, n_knn = knn_keys(store, tables.n_items, cfg.knn)
+        rows = write_labelled_pairs(paths.latent, lrd, graph, labelled_groups(cooccur, knn, cfg.row_group_size), readout)
+        n_cooccur = len(cooccur)
 
     first_latent = tables.relation_types.num_rows
     latent_types = pa.table({
@@ -67,7 +73,7 @@ def discover(tables: DatasetTables, store: EmbeddingStore, cfg: DiscoverConfig, 
         "holdout_lrd_loss": result.holdout["lrd"],
         "reconstruction_accuracy": result.holdout["lrd_accuracy"],
         "pairs": rows,
-        "pairs_cooccur": int(len(cooccur)),
+        "pairs_cooccur": int(n_cooccur),
         "pairs_knn": n_knn,
         "mean_entropy": readout.entropy_sum / max(readout.pairs, 1),
         "relation_usage": dict(zip(latent_names(cfg.latent_types), readout.usage.tolist())),

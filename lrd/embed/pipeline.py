@@ -75,7 +75,7 @@ def embed_items(
     digest = hashlib.sha256(ids.tobytes() + vectors.tobytes()).hexdigest()
     index_info = _reuse_index(previous, digest, cfg, out)
     if index_info is None:
-        index, index_info = build_index(vectors, cfg.index, seed=seed)
+        index, index_info = build_index(vectors, cfg.index, seed=seed, workdir=out)  # on-disk lists land in the store
         index_info.update(write_index(index, out / "index.faiss"))
     manifest = {
         "model": cfg.model,
@@ -127,10 +127,8 @@ def _encode_with_cache(texts: list[str], ids: np.ndarray, cfg: EmbedConfig, cach
         log.info("asking %s for %d of %d item vectors (%d found in the cache)", settings.url, len(todo), len(texts), int(found.sum()))
         fresh, stale = _encode_remote(settings, texts, keys, todo, cache, cached.shape[1] if cached is not None else None)
     else:
-        run["device"] = encoders.resolve_devices(cfg)
-        log.info("encoding %d of %d item texts with %s on %s (%d found in the cache)", len(todo), len(texts), cfg.model,
-                 ", ".join(run["device"]), int(found.sum()))
-        fresh, dim = encoders.encode(cfg, path, [texts[i] for i in todo], run["device"])
+        log.info("encoding %d of %d item texts with %s (%d found in the cache)", len(todo), len(texts), cfg.model, int(found.sum()))
+        fresh, dim, run["device"] = _encode(cfg, path, [texts[i] for i in todo], cache_root)
         stale = cached is not None and cached.shape[1] != dim
         if not stale:
             _check_finite(fresh, ids[todo], cfg)
@@ -142,7 +140,7 @@ def _encode_with_cache(texts: list[str], ids: np.ndarray, cfg: EmbedConfig, cach
         if cfg.backend == "openai":
             fresh, _ = _encode_remote(settings, texts, keys, todo, cache, None)
         else:
-            fresh, _ = encoders.encode(cfg, path, texts, run["device"])
+            fresh, _, _ = _encode(cfg, path, texts, cache_root)
             cache.add(keys, fresh)
     run.update(encoded=len(todo), from_cache=int(len(texts) - len(todo)), encode_seconds=time.perf_counter() - t0)
     vectors = np.empty((len(texts), fresh.shape[1]), dtype=np.float32)
@@ -150,6 +148,18 @@ def _encode_with_cache(texts: list[str], ids: np.ndarray, cfg: EmbedConfig, cach
         vectors[found] = cached
     vectors[~found] = fresh
     return vectors, ident, source, run
+
+
+def _encode(cfg: EmbedConfig, path: Path, texts: list[str], cache_root: Path) -> tuple[np.ndarray, int, list[str]]:
+    """(vectors, dim, devices) from this process's devices, or from a Ray cluster with `embed.engine: ray`."""
+    if cfg.engine == "ray":
+        from lrd.embed import ray_engine  # imported here only: nothing loads Ray unless an engine is ray
+
+        return ray_engine.encode(cfg, path, texts, cache_root)
+    devices = encoders.resolve_devices(cfg)
+    log.info("encoding on %s", ", ".join(devices))
+    vectors, dim = encoders.encode(cfg, path, texts, devices)
+    return vectors, dim, devices
 
 
 def _encode_remote(settings, texts, keys, todo, cache: VectorCache, cached_dim: int | None, flush_every: int = 4096):
@@ -192,7 +202,13 @@ def _reuse_index(previous: Path | None, digest: str, cfg: EmbedConfig, out: Path
     if file.stat().st_size != info.get("bytes") or sha256_file(file) != info.get("sha256"):
         log.warning("%s does not match its manifest: rebuilding the index", file)
         return None
+    lists = previous / info["data_file"] if "data_file" in info else None
+    if lists is not None and (not lists.exists() or lists.stat().st_size != info.get("data_bytes")):
+        log.warning("%s is missing or truncated: rebuilding the index", lists)
+        return None
     shutil.copyfile(file, out / "index.faiss")
+    if lists is not None:
+        shutil.copyfile(lists, out / lists.name)
     log.info("vectors unchanged: reusing the index of the previous store")
     return info
 
@@ -211,4 +227,12 @@ def _config_dict(cfg: EmbedConfig) -> dict:
 
     d = dataclasses.asdict(cfg)
     d["devices"] = list(cfg.devices) if cfg.devices else None
+    # The engine says where vectors are computed, not what they are: the store is the same either way.
+    for key in ("engine", "ray_workers"):
+        d.pop(key, None)
+    # Index settings added after stores were first written appear only when set, so that a store
+    # written before them (and everything built on it) stays as it was.
+    for key, unset in (("shards", None), ("device", "auto")):
+        if d["index"].get(key) == unset:
+            d["index"].pop(key)
     return d

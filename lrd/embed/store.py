@@ -5,6 +5,7 @@ a manifest. Later stages and the CLI open it through `EmbeddingStore`.
         ids.npy         int32, item id of each row
         vectors.npy     float32 rows x dim (memory-mapped on open)
         index.faiss     FAISS index over the rows
+        index.ivfdata   ivf_ondisk only: the inverted lists (ids and vectors), memory-mapped on search
         manifest.json   model, backend, pooling, dim, normalisation, template hash, counts,
                         library versions, device, timing, index settings and checksum
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import shutil
 from pathlib import Path
 
 import faiss
@@ -22,7 +24,7 @@ import numpy as np
 from lrd.config.base import build
 
 from lrd.config.embed import EmbedConfig, IndexConfig
-from lrd.embed.index import build_index, configure_search
+from lrd.embed.index import DATA_SUFFIX, build_index, configure_search, for_search, ondisk_lists, read_index
 from lrd.errors import DataError, MissingUpstreamError
 from lrd.io import atomic_path, read_json, sha256_file, write_json
 from lrd.paths import Paths
@@ -54,9 +56,22 @@ def open_store(paths: Paths, cfg: EmbedConfig) -> "EmbeddingStore":
 
 
 def write_index(index: faiss.Index, path: Path) -> dict:
+    """Write `index` to `path`; on-disk lists are moved beside it first (`<stem>.ivfdata`)."""
+    lists, data = ondisk_lists(index), {}
+    if lists is not None:
+        dest = path.with_suffix(DATA_SUFFIX)
+        if Path(lists.filename).resolve() != dest.resolve():
+            with atomic_path(dest) as tmp:
+                shutil.move(lists.filename, tmp)  # a rename on one file system; the open mapping stays valid
+        # Recorded by name only: the store reads the lists from beside the index wherever the
+        # store is moved, and a build writes the same bytes whatever folder it ran in.
+        lists.filename = dest.name
+        data = {"data_file": dest.name, "data_bytes": dest.stat().st_size}
     with atomic_path(path) as tmp:
         faiss.write_index(index, str(tmp))
-    return {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    if lists is not None:
+        lists.filename = str(dest.resolve())  # where the mapped file is now, should it be written again
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path), **data}
 
 
 class EmbeddingStore:
@@ -117,18 +132,29 @@ class EmbeddingStore:
         if self._index is None:
             info = self.manifest["index"]
             file = self.path / info["file"]
-            if file.exists() and file.stat().st_size == info["bytes"] and sha256_file(file) == info["sha256"]:
-                self._index = faiss.read_index(str(file))
+            if self._intact(info):
+                self._index = read_index(file, info)
             else:
                 log.warning("%s is missing or corrupt (size/checksum differ from the manifest): rebuilding it", file)
-                settings = {k: v for k, v in info.items() if k in ("type", "m", "ef_construction", "ef_search", "nlist", "pq_m", "nprobe", "refine")}
+                settings = {k: v for k, v in info.items()
+                            if k in ("type", "m", "ef_construction", "ef_search", "nlist", "pq_m", "nprobe", "refine", "shards")}
                 cfg = build(IndexConfig, _index_config(settings), "embed.index")
                 self._index, _ = build_index(np.asarray(self.vectors), cfg)
                 fresh = write_index(self._index, file)
                 self.manifest["index"].update(fresh)
                 write_json(self.manifest, self.path / "manifest.json")
             configure_search(self._index, info)
+            self._index = for_search(self._index, info, self.manifest.get("config", {}).get("index", {}).get("device", "auto"))
         return self._index
+
+    def _intact(self, info: dict) -> bool:
+        file = self.path / info["file"]
+        if not (file.exists() and file.stat().st_size == info["bytes"] and sha256_file(file) == info["sha256"]):
+            return False
+        # On-disk lists can be far larger than RAM: their size is checked (the index file, whose
+        # hash is, records every list's offset), not their hash, so that opening stays fast.
+        data = self.path / info["data_file"] if "data_file" in info else None
+        return data is None or (data.exists() and data.stat().st_size == info["data_bytes"])
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(item ids, scores), each queries x k, best first; id 0 where fewer than k exist."""

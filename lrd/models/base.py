@@ -62,8 +62,9 @@ def relation_losses(batch: Batch, entities: nn.Embedding, relations: torch.Tenso
     out = {}
     for term in order:
         if term == "kg" and kg and batch.kg:
-            out["kg"] = distmult_kg_loss(batch.kg, entities, relations)
+            out["kg"] = distmult_kg_loss(batch.kg, entities, relations, batch.global_rows)
         elif term == "lrd" and lrd is not None and batch.lrd_negatives is not None:
-            lrd_loss, parts = lrd.loss(batch.history, batch.lrd_negatives, batch.candidates[:, 0], batch.mask, entities, relations)
+            lrd_loss, parts = lrd.loss(batch.history, batch.lrd_negatives, batch.candidates[:, 0], batch.mask, entities, relations,
+                                       batch.share)
             out.update(lrd=lrd_loss, **parts)
     return out

@@ -23,6 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lrd.models.batch import Share
+from lrd.models.losses import batch_mean
+
 
 class LatentRelationDiscovery(nn.Module):
     OBJECTIVES = {"reference": "_reference_terms", "expectation": "_expectation_terms"}  # the reconstruction terms
@@ -79,8 +82,10 @@ class LatentRelationDiscovery(nn.Module):
         mask: torch.Tensor,
         item_emb: nn.Embedding,
         rel_emb: torch.Tensor,
+        share: Share | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """history, negatives: B x H item ids (h and h⁻); target: B; mask: B x H; rel_emb: R x d."""
+        """history, negatives: B x H item ids (h and h⁻); target: B; mask: B x H; rel_emb: R x d;
+        share: the global batch's counts when this is one rank's share of it (DDP)."""
         q = self.relation_probs(history, target[:, None].expand_as(history))  # B x H x R
         e_t = item_emb(target)[:, None, :]  # B x 1 x d
         # <e_t, w_r> is the same for h and h⁻ and cancels in the difference.
@@ -88,25 +93,27 @@ class LatentRelationDiscovery(nn.Module):
         rel = rel_emb[1:] if self.drop_virtual else rel_emb
         score = ((delta * e_t + delta) @ rel.t()).float()  # B x H x R': s_r(h, t) − s_r(h⁻, t) per unit q
         valid = mask.float()
-        reconstruction, entropy, regulariser, diff = getattr(self, self.OBJECTIVES[self.objective])(q, score, valid)
+        reconstruction, entropy, regulariser, diff = getattr(self, self.OBJECTIVES[self.objective])(q, score, valid, share)
         with torch.no_grad():
             # A pair "reconstructs" when the q-weighted score prefers h over h⁻.
-            correct = ((diff.sum(-1) > 0).float() * valid).sum() / valid.sum().clamp(min=1)
+            correct = ((diff.sum(-1) > 0).float() * valid).sum() / _n_valid(valid, share)
         loss = reconstruction + self.alpha * regulariser
         return loss, {"lrd_reconstruction": reconstruction.detach(), "lrd_entropy": entropy.detach(), "lrd_accuracy": correct}
 
-    def _reference_terms(self, q, score, valid):
+    def _reference_terms(self, q, score, valid, share):
         """The paper code's: −mean_{b,r} log mean_h σ(q_r · Δs_r), plus the entropy averaged over r."""
         q_dec = q[..., 1:] if self.drop_virtual else q
         diff = q_dec * score
         n_valid = valid.sum(1).clamp(min=1)
         mean_sig = (torch.sigmoid(diff) * valid[..., None]).sum(1) / n_valid[:, None]  # B x R'
-        reconstruction = -torch.log(mean_sig.clamp(min=1e-12)).mean()
-        entropy = (_plogp(q).mean(-1) * valid).sum() / valid.sum().clamp(min=1)  # mean over r, as the reference
+        reconstruction = -batch_mean(torch.log(mean_sig.clamp(min=1e-12)), None if share is None else share.rows * mean_sig.shape[1])
+        entropy = (_plogp(q).mean(-1) * valid).sum() / _n_valid(valid, share)  # mean over r, as the reference
         return reconstruction, entropy, entropy, diff
 
-    def _expectation_terms(self, q, score, valid):
+    def _expectation_terms(self, q, score, valid, share):
         """E_q[log σ(Δs_r)] with s_0 = 0 for "no relation", plus mean H(q) − H(mean q)."""
+        if share is not None:  # H(mean q) is not a sum over rows: the ranks' parts would not add up
+            raise ValueError("the expectation objective needs the whole batch; it cannot be split over DDP ranks")
         if self.drop_virtual:  # "no relation" reconstructs nothing: σ(0)
             score = torch.cat([torch.zeros_like(score[..., :1]), score], dim=-1)
         diff = q * score
@@ -121,8 +128,9 @@ class LatentRelationDiscovery(nn.Module):
         spread = -(usage * torch.log(usage.clamp(min=1e-12))).sum()
         return reconstruction, entropy, entropy - spread, diff
 
+    @staticmethod  # reads only `tables`: labelling workers need them, not the module
     @torch.no_grad()
-    def label(self, heads: torch.Tensor, tails: torch.Tensor, tables, types: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def label(heads: torch.Tensor, tails: torch.Tensor, tables, types: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """For each pair: the most probable relation among `types` (index within them), its q, and the entropy of q.
 
         `tables` are `pair_tables()` computed once for many calls.
@@ -132,6 +140,11 @@ class LatentRelationDiscovery(nn.Module):
         prob, idx = q[:, types].max(dim=1)
         entropy = -(q * torch.log(q.clamp(min=1e-12))).sum(1)
         return idx, prob, entropy
+
+
+def _n_valid(valid: torch.Tensor, share: Share | None):
+    """What the per-position terms divide by: the valid history positions of the (global) batch."""
+    return valid.sum().clamp(min=1) if share is None else max(share.valid, 1)
 
 
 def _plogp(q: torch.Tensor) -> torch.Tensor:

@@ -53,7 +53,7 @@ class RelationalRecommender(Recommender):
         return ((user + pooled) * cand).sum(-1).float() + self.item_bias(batch.candidates).squeeze(-1).float()
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        rec = bpr_loss(self.scores(batch))
+        rec = bpr_loss(self.scores(batch), batch.global_rows)
         extra = relation_losses(batch, self.entities, self.relations.weight, bool(self.kg_weight), self.lrd if self.lrd_weight else None)
         loss = rec
         if "kg" in extra:

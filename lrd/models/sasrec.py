@@ -41,5 +41,5 @@ class SASRec(Recommender):
         return (u[:, None, :] * self.items(batch.candidates)).sum(-1).float()
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        rec = bpr_loss(self.scores(batch))
+        rec = bpr_loss(self.scores(batch), batch.global_rows)
         return {"rec": rec, "loss": rec}

@@ -2,12 +2,14 @@
 
 Per epoch, every random draw is made up front with numpy over whole arrays (training
 negatives, LRD negative history items, KG triples and their corruptions); batches are then
-slices of those arrays gathered into tensors.
+slices of those arrays gathered into tensors. Under DDP every rank makes the same draws and
+takes its share of each batch, so the ranks together train on exactly the one-process batches.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Iterator
 
 import numpy as np
@@ -16,7 +18,7 @@ import torch
 
 from lrd.data.sampling import sample_negatives
 from lrd.graph import RelationGraph
-from lrd.models.batch import Batch
+from lrd.models.batch import Batch, Share
 from lrd.sequences import Sequences
 from lrd.temporal import log_time_gaps
 
@@ -50,28 +52,45 @@ class TrainingData:
         return len(self.train_positions)
 
     def epoch(
-        self, rng: np.random.Generator, batch_size: int, with_kg: bool, with_lrd: bool, positions: np.ndarray | None = None
+        self, rng: np.random.Generator, batch_size: int, with_kg: bool, with_lrd: bool, positions: np.ndarray | None = None,
+        part: tuple[int, int] = (0, 1),
     ) -> Iterator[Batch]:
-        """Shuffled training batches for one epoch (all random draws made here, seeded)."""
+        """Shuffled training batches for one epoch (all random draws made here, seeded).
+
+        part = (rank, world size): this rank's contiguous share of each batch of `batch_size`
+        rows (shares differ by one row at most), with the whole batch's counts in `share`.
+        """
         positions = self.train_positions if positions is None else positions
         pos = positions[rng.permutation(len(positions))]
         users = self.seqs.users[pos]
         negatives = sample_negatives(rng, users, self.seqs.seen, 1)[:, 0]
         lrd_neg = sample_negatives(rng, users, self.seqs.seen, self.history_max) if with_lrd else None
         kg = self.graph.sample_kg(rng, len(pos)) if with_kg and self.graph is not None and self.graph.n_triples else None
+        rank, world = part
         for lo in range(0, len(pos), batch_size):
-            sl = slice(lo, lo + batch_size)
+            n = min(batch_size, len(pos) - lo)
+            sl = slice(lo + n * rank // world, lo + n * (rank + 1) // world)
+            share = None
+            if world > 1:
+                whole = pos[lo : lo + n]
+                share = Share(n, int(np.minimum(whole - self.seqs.start[whole], self.history_max).sum()))
+                if sl.start == sl.stop:  # fewer rows than ranks: see Share
+                    sl, share = slice(lo, lo + 1), Share(math.inf, math.inf)
             cands = np.stack([self.seqs.items[pos[sl]], negatives[sl]], axis=1)
             batch = self._batch(pos[sl], cands)
             if lrd_neg is not None:
                 batch.lrd_negatives = torch.from_numpy(lrd_neg[sl].astype(np.int64))
             if kg is not None:
                 batch.kg = {k: torch.from_numpy(v[sl]) for k, v in kg.items()}
+            batch.share = share
             yield batch
 
-    def eval_batches(self, split: str, users_per_batch: int) -> Iterator[tuple[Batch, slice]]:
+    def eval_batches(self, split: str, users_per_batch: int, part: tuple[int, int] = (0, 1)) -> Iterator[tuple[Batch, slice]]:
+        """Batches of held-out users; part = (rank, world size): every world-th batch from the
+        rank-th, the very batches one process scores (so the same scores, bit for bit)."""
         ev = self.eval[split]
-        for lo in range(0, len(ev.users), users_per_batch):
+        rank, world = part
+        for lo in range(rank * users_per_batch, len(ev.users), world * users_per_batch):
             sl = slice(lo, lo + users_per_batch)
             yield self._batch(ev.positions[sl], ev.candidates[sl]), sl
 

@@ -11,6 +11,7 @@ from lrd.evaluate import ranks_from_scores
 from lrd.models.base import Recommender
 from lrd.train.batches import TrainingData
 from lrd.train.device import autocast
+from lrd.train.distributed import Ranks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,17 +19,18 @@ class Scoring:
     users_per_call: int  # users scored at once (x candidates): bounds memory
     amp: torch.dtype | None = None
     device: torch.device = torch.device("cpu")
+    ranks: Ranks = Ranks()  # several processes: each scores its batches, the ranks are gathered
 
 
 @torch.inference_mode()
 def candidate_ranks(model: Recommender, data: TrainingData, split: str, s: Scoring) -> np.ndarray:
     """1-based rank of each held-out item among its stored candidates (ties count against it)."""
     model.eval()
-    ranks = np.empty(len(data.eval[split].users), dtype=np.int32)
+    ranks = np.zeros(len(data.eval[split].users), dtype=np.int32)
     with autocast(s.device, s.amp):
-        for batch, sl in data.eval_batches(split, s.users_per_call):
+        for batch, sl in data.eval_batches(split, s.users_per_call, s.ranks.part):
             ranks[sl] = ranks_from_scores(model.scores(batch.to(s.device))).cpu().numpy()
-    return ranks
+    return s.ranks.gather(ranks)
 
 
 @torch.inference_mode()
@@ -40,9 +42,9 @@ def full_ranks(model: Recommender, data: TrainingData, split: str, s: Scoring) -
     model.eval()
     seqs, n_items = data.seqs, data.seqs.n_items
     ev = data.eval[split]
-    ranks = np.empty(len(ev.users), dtype=np.int64)
+    ranks = np.zeros(len(ev.users), dtype=np.int64)
     with autocast(s.device, s.amp):
-        for batch, sl in data.eval_batches(split, s.users_per_call):
+        for batch, sl in data.eval_batches(split, s.users_per_call, s.ranks.part):
             batch = batch.to(s.device)
             positions, targets = ev.positions[sl], ev.candidates[sl, 0]
             b = len(positions)
@@ -54,4 +56,4 @@ def full_ranks(model: Recommender, data: TrainingData, split: str, s: Scoring) -
             target_score = model.scores(dataclasses.replace(batch, candidates=batch.candidates[:, :1]))
             beaten = (model.scores_all(batch) >= target_score) & ~torch.from_numpy(seen).to(s.device)
             ranks[sl] = (1 + beaten.sum(1)).cpu().numpy()
-    return ranks
+    return s.ranks.gather(ranks)

@@ -66,6 +66,11 @@ class Loop:
     loss_prefix: str = ""  # curve column prefix of the training losses
     on_improve: Callable[[dict], None] | None = None  # called with the new best weights
     on_epoch: Callable[[LoopState], None] | None = None  # e.g. save a resumable checkpoint
+    # Several processes (lrd.train.distributed): the losses through DDP, the epoch's loss sums
+    # added up over the ranks, one progress bar. None: the model's losses, this process's sums.
+    losses: Callable[[Batch], dict[str, torch.Tensor]] | None = None
+    reduce: Callable[[dict[str, float]], dict[str, float]] | None = None
+    progress: bool = True
 
 
 def fit(model: nn.Module, opt: torch.optim.Optimizer, loop: Loop, state: LoopState) -> LoopState:
@@ -75,10 +80,11 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, loop: Loop, state: LoopSta
         model.train()
         t0 = time.perf_counter()
         sums: dict[str, float] = {}
-        bar = tqdm(loop.batches(state.rng), total=loop.n_batches, desc=f"{loop.label} epoch {epoch}", leave=False, disable=None, unit="batch")
+        bar = tqdm(loop.batches(state.rng), total=loop.n_batches, desc=f"{loop.label} epoch {epoch}", leave=False,
+                   disable=None if loop.progress else True, unit="batch")
         for step, batch in enumerate(bar, start=1):
             with autocast(loop.device, loop.amp):
-                losses = model.losses(batch.to(loop.device))
+                losses = (loop.losses or model.losses)(batch.to(loop.device))
             loss = losses["loss"]
             if not torch.isfinite(loss):
                 kept = f"the best weights are those of epoch {state.stopper.best_epoch}" if state.best_state else "no epoch finished yet"
@@ -89,6 +95,8 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, loop: Loop, state: LoopSta
             opt.step()
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
+        if loop.reduce:
+            sums = loop.reduce(sums)
         train_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         metrics = loop.evaluate()
