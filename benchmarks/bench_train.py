@@ -36,19 +36,19 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import report  # noqa: E402
+from _common import report
 
-from lrd.config.base import load_params  # noqa: E402
-from lrd.config.train import DiscoverConfig, TrainConfig  # noqa: E402
-from lrd.data.tables import DatasetTables  # noqa: E402
-from lrd.evaluate import ranking_metrics  # noqa: E402
-from lrd.experiment import Run, fingerprint, prepare, stopping_rule  # noqa: E402
-from lrd.models import build_model  # noqa: E402
-from lrd.paths import Paths  # noqa: E402
-from lrd.train.checkpoint import ResumePoint  # noqa: E402
-from lrd.train.device import autocast_dtype, seed_torch  # noqa: E402
-from lrd.train.evaluation import Scoring, candidate_ranks  # noqa: E402
-from lrd.train.loop import Loop, LoopState, fit, optimizer_for  # noqa: E402
+from lrd.config.base import load_params
+from lrd.config.train import DiscoverConfig, TrainConfig
+from lrd.data.tables import DatasetTables
+from lrd.evaluate import ranking_metrics
+from lrd.experiment import Run, fingerprint, prepare, stopping_rule
+from lrd.models import build_model
+from lrd.paths import Paths
+from lrd.train.checkpoint import ResumePoint
+from lrd.train.device import autocast_dtype, seed_torch
+from lrd.train.evaluation import Scoring, candidate_ranks
+from lrd.train.loop import Loop, LoopState, fit, optimizer_for
 
 TARGET_RATIO = 1.05  # an epoch with its checkpoint against one without
 
