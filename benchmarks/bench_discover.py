@@ -1,17 +1,20 @@
-"""Benchmark the discover stage's scoring + writing of the latent triplet table at scale.
+"""Benchmark the discover stage's labelling + writing of the latent triplet table at scale.
 
-Measures `lrd.discover.write_triplets` alone: labelling every candidate pair with its most
-probable latent type (LatentRelationDiscovery.pair_tables + label_pairs), the Readout
-accumulators and streaming the Parquet table in row groups. Training and the kNN search are not
-measured (the search is bench_faiss.py's).
+Measures `lrd.discover.labels.write_labelled_pairs` fed as lrd/discover/run.py feeds it: the
+candidate pair keys split into (keys, source) chunks by `lrd.discover.pairs.labelled_groups`
+(kNN pairs, "both" where they also co-occur, then co-occurring ones), each chunk labelled with
+its most probable latent type (LatentRelationDiscovery.pair_tables + label), observed by a
+`lrd.discover.readout.Readout` and streamed to Parquet one row group per chunk. Training and the
+kNN search are not measured (the search is bench_faiss.py's).
 
 Setup (not timed as part of the target): `--items` random unit text vectors of `--text-dim`
 (1M x 384 float32 = 1.5 GB), a randomly initialised LatentRelationDiscovery(text, 64, R), a real
 RelationGraph from RelationGraph.from_tables over a tiny relation_types table (virtual + 2
-attribute types, no triples) with K = `--latent` latent types (R = 3 + K), and `--knn`
-neighbours per item as random tails (never the head itself), given as int64 head/tail arrays
-as stages/discover.py builds them. `--cooccur` adds that many random co-occurrence keys
-(default 0: the knn pairs only).
+attribute types, no triples) with K = `--latent` latent types (R = 3 + K), and `--knn` random
+neighbours per item (never the item itself) as sorted unique pair keys, as
+lrd.discover.pairs.knn_keys returns them (a repeated draw leaves a few pairs fewer than
+items x knn). `--cooccur` adds that many random co-occurrence keys (default 0: the kNN pairs only).
+The Readout has no predefined pairs (the NMI table stays empty).
 Target (1,000,000 items x k = 20 = 20M pairs): within 15 minutes and 8 GiB peak RSS.
 
     python benchmarks/bench_discover.py                 # 1M items, 20M pairs
@@ -27,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import current_rss_mib, peak_rss_mib, report  # noqa: E402
+from _common import current_rss_mib, peak_rss_mib, report
 
 TARGET_S = 900.0
 TARGET_GIB = 8.0
@@ -52,8 +55,11 @@ def main() -> None:
     import torch
 
     from lrd import schemas
-    from lrd.discover import Readout, latent_names, write_triplets
-    from lrd.graph import RelationGraph
+    from lrd.discover.labels import write_labelled_pairs
+    from lrd.discover.pairs import labelled_groups
+    from lrd.discover.readout import Readout
+    from lrd.graph import RelationGraph, latent_names
+    from lrd.keys import KeySet
     from lrd.models.lrd import LatentRelationDiscovery
 
     n, k = args.items, args.knn
@@ -80,6 +86,7 @@ def main() -> None:
     knn_tails = rng.integers(1, n, size=len(knn_heads), dtype=np.int64)
     knn_tails += knn_tails >= knn_heads  # uniform over the other items
     base = n + 1
+    knn = np.unique(knn_heads * base + knn_tails)  # as knn_keys returns them
     if args.cooccur:
         h = rng.integers(1, n + 1, args.cooccur, dtype=np.int64)
         t = rng.integers(1, n, args.cooccur, dtype=np.int64)
@@ -90,7 +97,8 @@ def main() -> None:
     report("setup_seconds", setup_s)
     report("relations_R", graph.n_relations)
     report("text_matrix_bytes", text.numel() * 4)
-    report("knn_heads_plus_tails_bytes", knn_heads.nbytes + knn_tails.nbytes)
+    report("knn_keys", len(knn))
+    report("knn_keys_bytes", knn.nbytes)
     report("cooccur_keys", len(cooccur))
     report("graph_value_of_bytes", graph.value_of.nbytes)
 
@@ -100,21 +108,22 @@ def main() -> None:
     report("pair_tables_seconds_alone", time.perf_counter() - t0)
     del tables
 
-    readout = Readout(n, args.latent, 0, args.min_probability)
+    del knn_heads, knn_tails  # the stage keeps only the keys
+    no_pairs = np.empty(0, np.int64)
+    readout = Readout(n, args.latent, args.min_probability, KeySet(no_pairs, is_sorted=True), no_pairs, 0)
     rss_before, peak_before = current_rss_mib(), peak_rss_mib()
-    report("rss_before_write_triplets_mib", rss_before)
-    report("peak_rss_before_write_triplets_mib", peak_before)
+    report("rss_before_write_mib", rss_before)
+    report("peak_rss_before_write_mib", peak_before)
     with tempfile.TemporaryDirectory(prefix="bench_discover_") as tmp:
         path = Path(tmp) / "latent.parquet"
         t0 = time.perf_counter()
-        rows = write_triplets(path, lrd, graph, cooccur, knn_heads, knn_tails,
-                              (np.empty(0, np.int64), np.empty(0, np.int64)), readout, args.row_group_size)
+        rows = write_labelled_pairs(path, lrd, graph, labelled_groups(cooccur, knn, args.row_group_size), readout)
         seconds = time.perf_counter() - t0
         peak = peak_rss_mib()
         meta = pq.ParquetFile(path).metadata
-        report("write_triplets_seconds", seconds)
+        report("write_seconds", seconds)
         report("rows", rows)
-        report("candidate_pairs_in", len(knn_heads) + len(cooccur))
+        report("candidate_keys_in", len(knn) + len(cooccur))
         report("rows_per_second", rows / seconds)
         report("output_bytes", path.stat().st_size)
         report("output_bytes_per_row", path.stat().st_size / max(rows, 1))
@@ -122,8 +131,8 @@ def main() -> None:
         report("readout_pairs", readout.pairs)
         report("readout_usage", " ".join(map(str, readout.usage.tolist())))
         report("peak_rss_mib", peak)
-        report("peak_rss_increase_during_write_triplets_mib", max(0.0, peak - peak_before))
-        report("peak_rss_above_rss_before_write_triplets_mib", peak - rss_before)
+        report("peak_rss_increase_during_write_mib", max(0.0, peak - peak_before))
+        report("peak_rss_above_rss_before_write_mib", peak - rss_before)
     report("target_seconds", TARGET_S)
     report("target_peak_gib", TARGET_GIB)
     report("meets_target", seconds < TARGET_S and peak < TARGET_GIB * 1024)
