@@ -169,8 +169,9 @@ def ddp_worker(args: argparse.Namespace, params: dict, cfg: TrainConfig, dcfg: D
             run.data.train_positions = run.data.train_positions[: args.batches * cfg.batch_size]
         m = train_run(run)
     if ranks.main:
-        keys = ("processes", "epochs", "seconds_per_epoch", "wall_seconds", "device")
-        print(RESULT_TAG + json.dumps({k: m[k] for k in keys} | {"rows_per_epoch": run.data.n_train}), flush=True)
+        keys = ("epochs", "seconds_per_epoch", "wall_seconds", "device")
+        print(RESULT_TAG + json.dumps({k: m[k] for k in keys} | {"processes": ranks.world, "rows_per_epoch": run.data.n_train}),
+              flush=True)
 
 
 def main() -> None:

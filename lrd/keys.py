@@ -30,4 +30,9 @@ class KeySet:
         return np.where(self.keys[pos] == queries, rows, -1)
 
     def contains(self, queries: np.ndarray) -> np.ndarray:
-        return self.find(queries) >= 0
+        queries = np.asarray(queries, dtype=self.keys.dtype)
+        if len(self.keys) == 0:
+            return np.zeros(queries.shape, dtype=bool)
+        pos = np.searchsorted(self.keys, queries)
+        np.minimum(pos, len(self.keys) - 1, out=pos)  # in place: negative sampling asks about ~10^8 keys at once
+        return self.keys[pos] == queries

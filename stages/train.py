@@ -9,17 +9,13 @@ the run is one DDP rank of N.
 """
 
 import logging
-import os
 import sys
 
 import torch
 
-from lrd.config.base import load_params
 from lrd.config.datasets import dataset_config
-
 from lrd.config.train import DiscoverConfig, TrainConfig
 from lrd.data.tables import DatasetTables
-from lrd.errors import LRDError
 from lrd.experiment import prepare, train_run
 from lrd.stage import parse_run_args, run_stage
 from lrd.train import distributed
@@ -34,24 +30,13 @@ def run(params: dict, dataset: str, name: str, seed: int, text=None) -> dict:
         torch.set_num_threads(cfg.threads)
     with distributed.session(cfg.distributed, cfg.ddp_timeout) as ranks:
         m = train_run(prepare(name, seed, DatasetTables.load(paths), cfg, DiscoverConfig.from_params(params), paths, text, ranks))
-        log.info("%s/%s/%d: best epoch %d of %d (%s); test NDCG@5 %.4f HR@5 %.4f NDCG@10 %.4f HR@10 %.4f; %.1f s per epoch",
-                 dataset, name, seed, m["best_epoch"], m["epochs"], m["stopped_by"], m["test"]["NDCG@5"], m["test"]["HR@5"],
-                 m["test"]["NDCG@10"], m["test"]["HR@10"], m["seconds_per_epoch"])
+        t = m["test"]
+        log.info("%s/%s/%d: best epoch %d of %d (%s); test NDCG@5 %.4f HR@5 %.4f NDCG@10 %.4f HR@10 %.4f; %.1f s per epoch", dataset, name,
+                 seed, m["best_epoch"], m["epochs"], m["stopped_by"], t["NDCG@5"], t["HR@5"], t["NDCG@10"], t["HR@10"], m["seconds_per_epoch"])
     return m
-
-
-def become_torchrun(stage: str, argv: list[str]) -> None:
-    """With `train.distributed: ddp` and one process started (stages/run, so DVC): replace it by
-    torchrun running the stage as `train.processes` ranks (a signal to it reaches every rank)."""
-    try:
-        cfg = TrainConfig.from_params(load_params())
-    except LRDError:
-        return  # run_stage reports it
-    if cfg.distributed == "ddp" and not distributed.launched():
-        os.execv(sys.executable, distributed.torchrun_argv(cfg.processes, f"stages.{stage}", argv[1:]))
 
 
 if __name__ == "__main__":
     dataset, name, seed = parse_run_args(sys.argv, "train")
-    become_torchrun("train", sys.argv)
+    distributed.become_torchrun("stages.train", sys.argv[1:])
     run_stage("train", lambda params: run(params, dataset, name, seed))

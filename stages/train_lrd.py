@@ -6,11 +6,11 @@ The same run as `train`, with the item vectors of the embedding store for the LR
 import sys
 
 from lrd.config.datasets import dataset_config
-
 from lrd.config.embed import EmbedConfig
 from lrd.data.tables import DatasetTables
 from lrd.embed.store import open_store
 from lrd.stage import parse_run_args, run_stage
+from lrd.train import distributed
 from stages import train
 
 
@@ -23,5 +23,5 @@ def run(params: dict, dataset: str, name: str, seed: int) -> dict:
 
 if __name__ == "__main__":
     dataset, name, seed = parse_run_args(sys.argv, "train_lrd")
-    train.become_torchrun("train_lrd", sys.argv)
+    distributed.become_torchrun("stages.train_lrd", sys.argv[1:])
     run_stage("train_lrd", lambda params: run(params, dataset, name, seed))

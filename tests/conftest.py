@@ -40,6 +40,25 @@ def write_recbole(folder: Path, n_users: int = 40, n_items: int = 30, per_user: 
     return folder
 
 
+def run_upstream(root: Path, params: dict) -> None:
+    """Copy the tiny dataset into `root` and run ingest, embed and discover there (stages write
+    below the working directory)."""
+    import os
+    import shutil
+
+    from lrd.paths import Paths
+    from stages import discover, embed, ingest
+
+    cwd = Path.cwd()
+    try:
+        os.chdir(root)
+        shutil.copytree(params["datasets"]["tiny"]["source"]["path"], Paths("tiny").raw)
+        for stage in (ingest, embed, discover):
+            stage.run(params, "tiny")
+    finally:
+        os.chdir(cwd)
+
+
 @pytest.fixture
 def recbole_dir(tmp_path: Path) -> Path:
     return write_recbole(tmp_path / "raw")

@@ -190,3 +190,15 @@ def test_ddp_without_torchrun_is_refused(dataset, monkeypatch):
     params["train"]["distributed"] = "ddp"
     with pytest.raises(ConfigError, match=r"not started by torchrun: run `stages/run train .*torchrun --nproc-per-node N -m stages.train"):
         train_stage.run(params, "tiny", "kda", 1)
+
+
+def test_the_ddp_setting_starts_the_ranks_itself(dataset, one_process):
+    """`train.distributed: ddp` in a plainly started stage (as stages/run, so DVC, starts it): the
+    stage becomes torchrun with `train.processes` ranks, and trains as they do."""
+    folder = workspace(dataset, "setting", distributed="ddp", processes=2)
+    repo = str(Path(__file__).resolve().parents[1])
+    run = subprocess.run([sys.executable, "-m", "stages.train", "tiny", "kda", "1"], cwd=folder, capture_output=True, text=True,
+                         timeout=180, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": repo})
+    assert run.returncode == 0, run.stderr[-3000:]
+    m, m1 = metrics(folder, "kda"), metrics(one_process, "kda")
+    assert m["processes"] == 2 and m["test"] == pytest.approx(m1["test"], abs=1e-9)

@@ -6,7 +6,6 @@ import copy
 import dataclasses
 import json
 import os
-import shutil
 import socket
 import sys
 import time
@@ -23,9 +22,7 @@ from lrd.embed.store import EmbeddingStore
 from lrd.errors import ConfigError, DistributedError
 from lrd.paths import Paths
 from stages import discover as discover_stage
-from stages import embed as embed_stage
-from stages import ingest as ingest_stage
-from tests.conftest import tiny_params, write_recbole
+from tests.conftest import run_upstream, tiny_params, write_recbole
 
 try:
     import ray
@@ -62,15 +59,7 @@ def workspace(tmp_path_factory):
     raw = write_recbole(root / "source")
     params = tiny_params(raw)
     params["discover"] = {**params["discover"], "row_group_size": 150}
-    cwd = Path.cwd()
-    try:
-        os.chdir(root)
-        shutil.copytree(raw, P.raw)
-        ingest_stage.run(params, "tiny")
-        embed_stage.run(params, "tiny")
-        discover_stage.run(params, "tiny")
-    finally:
-        os.chdir(cwd)
+    run_upstream(root, params)
     return root, params
 
 

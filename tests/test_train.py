@@ -3,7 +3,6 @@
 import copy
 import json
 import shutil
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -13,11 +12,9 @@ from lrd.errors import ConfigError, MissingUpstreamError, ModelError
 from lrd.paths import Paths
 from stages import compare as compare_stage
 from stages import discover as discover_stage
-from stages import embed as embed_stage
-from stages import ingest as ingest_stage
 from stages import train as train_stage
 from stages import train_lrd as train_lrd_stage
-from tests.conftest import tiny_params, write_recbole
+from tests.conftest import run_upstream, tiny_params, write_recbole
 
 P = Paths("tiny")
 
@@ -28,17 +25,7 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("ws")
     raw = write_recbole(root / "source")
     params = tiny_params(raw)
-    cwd = Path.cwd()
-    try:
-        import os
-
-        os.chdir(root)
-        shutil.copytree(raw, P.raw)
-        ingest_stage.run(params, "tiny")
-        embed_stage.run(params, "tiny")
-        discover_stage.run(params, "tiny")
-    finally:
-        os.chdir(cwd)
+    run_upstream(root, params)
     return root, params
 
 

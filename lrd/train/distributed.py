@@ -28,7 +28,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from lrd.errors import ConfigError, DistributedError
+from lrd.config.base import load_params
+from lrd.config.train import TrainConfig
+from lrd.errors import ConfigError, DistributedError, LRDError
 from lrd.models.batch import Batch
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,18 @@ def launched() -> bool:
 def torchrun_argv(processes: int, module: str, args: list[str]) -> list[str]:
     """The command running `python -m module args` as `processes` ranks on this machine."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", "-m", module, *args]
+
+
+def become_torchrun(module: str, args: list[str], params_path: str = "params.yaml") -> None:
+    """With `train.distributed: ddp` in a process torchrun did not start (stages/run, so DVC):
+    become torchrun running `python -m module args` as `train.processes` ranks (a signal to it
+    reaches every rank). A params.yaml that does not load is left for the stage to report."""
+    try:
+        cfg = TrainConfig.from_params(load_params(params_path))
+    except LRDError:
+        return
+    if cfg.distributed == "ddp" and not launched():
+        os.execv(sys.executable, torchrun_argv(cfg.processes, module, args))
 
 
 @dataclasses.dataclass(frozen=True)
