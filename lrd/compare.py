@@ -145,7 +145,8 @@ def dataset_markdown(paths: Paths, models: dict[str, ModelRuns], gains: dict, n_
         "|---|---|" + "---|" * len(METRICS) + "---|---|",
     ]
     for name, m in models.items():
-        cells = [f"{a:.4f} ± {s:.4f}" for a, s in map(m.mean_std, METRICS)]
+        # One seed has no spread to show: its cells are the values alone.
+        cells = [f"{a:.4f} ± {s:.4f}" if len(m.seeds) > 1 else f"{a:.4f}" for a, s in map(m.mean_std, METRICS)]
         epochs = ", ".join(str(m.runs[s]["best_epoch"]) for s in m.seeds)
         spe = np.mean([m.runs[s]["seconds_per_epoch"] for s in m.seeds])
         lines.append(f"| {name} | {len(m.seeds)} | " + " | ".join(cells) + f" | {epochs} | {spe:.1f} |")

@@ -204,9 +204,12 @@ def test_compare_reports_seeds_lifts_and_the_joint_relations(ws):
     for seed in (11, 12, 13):
         for name in ("kda", "kda_lrd"):
             _train(params, name, seed)
+    _train(params, "sasrec", 11)  # one seed: its row shows the values without a spread
     compare_stage.run(params, "tiny")
     table = (P.reports / "results.md").read_text()
     assert "| kda_lrd | kda | " in table and "[95% CI]" in table and "p (users)" in table
+    row = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    assert "±" in row["kda"] and "±" not in row["sasrec"]
     assert pq.read_table(P.latent_joint).schema == pq.read_table(P.latent).schema
     rows = {r.split(",")[0]: r.split(",") for r in (P.reports / "results.csv").read_text().splitlines()}
     assert int(rows["kda"][2]) >= 3
