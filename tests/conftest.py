@@ -59,6 +59,16 @@ def run_upstream(root: Path, params: dict) -> None:
         os.chdir(cwd)
 
 
+def upstream_workspace(tmp_path_factory, name: str, **discover) -> tuple[Path, dict]:
+    """A new folder where ingest, embed and discover have run on the tiny dataset (`discover`:
+    settings over tiny_params'), and its params."""
+    root = tmp_path_factory.mktemp(name)
+    params = tiny_params(write_recbole(root / "source"))
+    params["discover"].update(discover)
+    run_upstream(root, params)
+    return root, params
+
+
 @pytest.fixture
 def recbole_dir(tmp_path: Path) -> Path:
     return write_recbole(tmp_path / "raw")

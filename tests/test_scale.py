@@ -22,7 +22,7 @@ from lrd.embed.store import EmbeddingStore
 from lrd.errors import ConfigError, DistributedError
 from lrd.paths import Paths
 from stages import discover as discover_stage
-from tests.conftest import run_upstream, tiny_params, write_recbole
+from tests.conftest import upstream_workspace
 
 try:
     import ray
@@ -55,12 +55,7 @@ def ray_cluster():
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """ingest, embed and discover (local engines) on the tiny dataset, with row groups small enough for several head ranges."""
-    root = tmp_path_factory.mktemp("scale")
-    raw = write_recbole(root / "source")
-    params = tiny_params(raw)
-    params["discover"] = {**params["discover"], "row_group_size": 150}
-    run_upstream(root, params)
-    return root, params
+    return upstream_workspace(tmp_path_factory, "scale", row_group_size=150)
 
 
 @pytest.fixture
