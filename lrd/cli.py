@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import click
 
@@ -244,3 +245,125 @@ def relations_types(min_probability: float, fmt: str, max_width: int, params_pat
     conn = _connect(params_path, dataset)
     columns, rows = relation_type_summary(conn, min_probability)
     _print_rows(columns, rows, fmt, max_width)
+
+
+# --------------------------------------------------------------------------------------------
+# the experiment matrix
+
+def _matrix_options(f):
+    f = click.option("--seed", "seeds", multiple=True, type=int, help="Only this seed (repeatable).")(f)
+    f = click.option("--model", "models", multiple=True, help="Only this model of params.yaml `models` (repeatable).")(f)
+    f = click.option("--dataset", "datasets", multiple=True, help="Only this dataset (repeatable).")(f)
+    return click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
+                        help="CPU threads per cell (two one-thread cells beat one two-thread cell).")(f)
+
+
+def _matrix(datasets, models, seeds):
+    from pathlib import Path
+
+    from lrd import matrix
+
+    root = Path(".")
+    if not (root / "dvc.yaml").exists():
+        raise click.UsageError("run `lrd matrix` from the repository root (where dvc.yaml is)")
+    params = matrix.load(root)
+    return root, matrix.select(matrix.cells(params), datasets, models, seeds), params
+
+
+@main.group("matrix")
+def matrix_group() -> None:
+    """The experiment matrix: one training run per (dataset, model, seed).
+
+    \b
+    Examples:
+      lrd matrix status                          # every cell, its state, and the time left
+      lrd matrix run --dataset Office            # run what is pending, cores / threads cells at a time
+      lrd matrix run --model kda --model kda_lrd --jobs 2
+    """
+
+
+@matrix_group.command("status")
+@click.option("--jobs", default=None, type=click.IntRange(min=1), help="Cells at a time, for the ETA (default: as `run` would).")
+@click.option("--epochs", "default_epochs", default=40, show_default=True, type=click.IntRange(min=1),
+              help="Epochs assumed for a model with no finished cell yet (marked ~).")
+@click.option("--no-dvc", is_flag=True, help="Do not ask `dvc status` whether dvc.lock records the finished cells.")
+@_matrix_options
+def matrix_status(jobs, default_epochs, no_dvc, threads, datasets, models, seeds) -> None:
+    """One line per cell: done / stale / running / started / failed / pending, epochs so far,
+    best dev NDCG@5, seconds per epoch (training + dev), and the time left from measured rates.
+
+    \b
+    done     results written, and dvc.lock records them (`dvc status` has nothing to do)
+    stale    results written, but dvc.lock does not record them or their inputs changed since:
+             `lrd matrix commit CELL` when the change leaves results unchanged, else run it again
+    running  a runner is training it now;  started: a resume point, nothing running
+    failed   its last run failed (the note says how; logs/matrix/<cell>.log has the rest)
+    """
+    from lrd import matrix
+
+    root, selected, _ = _matrix(datasets, models, seeds)
+    jobs = jobs or matrix.default_jobs(threads)[0]
+    click.echo(matrix.status_table(matrix.states(root, selected, use_dvc=not no_dvc), jobs, default_epochs))
+
+
+@matrix_group.command("run")
+@click.option("--jobs", default=None, type=click.IntRange(min=1),
+              help="Cells at a time (default: CPU cores / --threads; on GPUs, LRD_CELLS_PER_GPU (4) per GPU).")
+@click.option("--rerun-stale", is_flag=True, help="Also run cells whose results dvc.lock does not record (see `status`).")
+@click.option("--retry-failed/--skip-failed", default=True, show_default=True, help="Run cells whose last run failed again.")
+@click.option("--no-record", is_flag=True, help="Do not `dvc commit` finished cells (on a machine without DVC).")
+@_matrix_options
+def matrix_run(jobs, rerun_stale, retry_failed, no_record, threads, datasets, models, seeds) -> None:
+    """Run the pending cells, several at a time, each resumable; record each finished one in
+    dvc.lock (`dvc commit`). Ctrl-C stops the running cells at their last finished epoch."""
+    from lrd import matrix
+
+    root, selected, _ = _matrix(datasets, models, seeds)
+    default, slots = matrix.default_jobs(threads)
+    jobs = jobs or default
+    wanted = {"pending", "started"} | ({"stale"} if rerun_stale else set()) | ({"failed"} if retry_failed else set())
+    current = matrix.states(root, selected, use_dvc=not no_record)
+    todo = [s.cell for s in current if s.state in wanted]
+    click.echo(matrix.status_table(current, jobs, 40))
+    stale = [s.cell.name for s in current if s.state == "stale"]
+    if stale and not rerun_stale:
+        click.echo(f"\nleft alone: {len(stale)} stale cell(s) (results not recorded in dvc.lock); "
+                   "`lrd matrix commit` them, or pass --rerun-stale", err=True)
+    if not todo and not any(s.state == "running" for s in current):
+        click.echo("\nnothing to run")
+        return
+    click.echo(f"\nrunning {len(todo)} cell(s), {jobs} at a time", err=True)
+    echo = lambda line: click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=True)  # noqa: E731
+    if not no_record:
+        matrix.bring_upstream(root, todo, echo)
+    try:
+        failed = matrix.run(root, todo, jobs, threads, slots, echo, record=not no_record,
+                            adopt=[s.cell for s in current if s.state == "running"])
+    except KeyboardInterrupt:
+        sys.exit(130)
+    if failed:
+        click.echo(f"{len(failed)} cell(s) failed: {', '.join(c.name for c, _ in failed)} (`lrd matrix status` says why)", err=True)
+        sys.exit(1)
+
+
+@matrix_group.command("commit")
+@click.argument("cells", nargs=-1, required=True)
+def matrix_commit(cells) -> None:
+    """Record finished CELLS (stage names, e.g. train@Office-kda-2019) in dvc.lock as they are.
+
+    For results that a change provably leaves as they were (a tiny run gives identical files
+    before and after); otherwise run the cells again."""
+    from pathlib import Path
+
+    from lrd import matrix
+
+    root = Path(".")
+    known = {c.name: c for c in matrix.cells(matrix.load(root))}
+    for name in cells:
+        if name not in known:
+            raise click.BadParameter(f"{name!r} is not a cell of the matrix (`lrd matrix status` lists them)", param_hint="CELLS")
+        cell = known[name]
+        if not cell.paths(root).run_metrics(cell.model, cell.seed).exists():
+            raise click.UsageError(f"{name} has not finished: no {cell.paths(root).run_metrics(cell.model, cell.seed)}")
+        matrix.commit(root, cell)
+        click.echo(f"recorded {name} in dvc.lock")

@@ -71,6 +71,8 @@ def prepare(name: str, seed: int, tables: DatasetTables, train: TrainConfig, dis
     cfg = train.model(name, discover)
     if cfg.lrd and text is None:
         raise ConfigError(f"model {name!r} trains LRD and needs the item vectors: list it under `train.lrd_models`")
+    if cfg.lrd:
+        text = ablated_vectors(text, cfg.vectors, seed)
     kinds = tables.model_relations(train.model_relations)
     graph = relation_graph(cfg, kinds, tables, paths, discover.min_probability)
     seqs = Sequences.from_table(tables.interactions, tables.n_users, tables.n_items)
@@ -83,6 +85,23 @@ def prepare(name: str, seed: int, tables: DatasetTables, train: TrainConfig, dis
     fingerprint = files_fingerprint(inputs) + ("" if text is None else "-" + _array_hash(text))
     device = ranks.device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return Run(name, seed, cfg, train, paths, catalog, data, fingerprint, device, autocast_dtype(train.precision, device), ranks)
+
+
+def ablated_vectors(text: np.ndarray, vectors: str, seed: int) -> np.ndarray:
+    """The item vectors an +LRD model reads: the LLM's as they are; `random`: Gaussian directions
+    with each item's own norm (dimension and norms kept, content gone); `shuffled`: the LLM's rows
+    permuted across items (the same set of vectors, no item identity). Row 0 stays padding."""
+    if vectors == "llm":
+        return text
+    rng = np.random.default_rng([seed, 7])  # its own stream: the run's other draws stay as they are
+    out = text.copy()
+    if vectors == "shuffled":
+        out[1:] = text[1:][rng.permutation(len(text) - 1)]
+        return out
+    noise = rng.standard_normal(text[1:].shape).astype(text.dtype)
+    norms = np.linalg.norm(text[1:], axis=1, keepdims=True)
+    out[1:] = noise / np.linalg.norm(noise, axis=1, keepdims=True).clip(min=1e-12) * norms
+    return out
 
 
 def _array_hash(a: np.ndarray) -> str:

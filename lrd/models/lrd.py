@@ -38,6 +38,7 @@ class LatentRelationDiscovery(nn.Module):
         alpha: float = 0.1,
         drop_virtual: bool = True,
         objective: str = "reference",
+        reconstruction: bool = True,
     ):
         """text: (n_items + 1) x P LLM vectors, row 0 = padding (zeros); frozen."""
         super().__init__()
@@ -51,6 +52,9 @@ class LatentRelationDiscovery(nn.Module):
         # Mass on the virtual type 0 means "no relation": it is left out of the decoder, so
         # such pairs reconstruct nothing (the reference's leave_one_latent).
         self.drop_virtual = drop_virtual
+        # False (an ablation): the entropy term alone trains the extractor; the reconstruction
+        # is still computed and logged, but takes no part in the loss.
+        self.reconstruction = reconstruction
 
     def logits(self, heads: torch.Tensor, tails: torch.Tensor) -> torch.Tensor:
         """Any shape of item ids -> that shape x R."""
@@ -97,7 +101,7 @@ class LatentRelationDiscovery(nn.Module):
         with torch.no_grad():
             # A pair "reconstructs" when the q-weighted score prefers h over h⁻.
             correct = ((diff.sum(-1) > 0).float() * valid).sum() / _n_valid(valid, share)
-        loss = reconstruction + self.alpha * regulariser
+        loss = (reconstruction if self.reconstruction else 0.0) + self.alpha * regulariser
         return loss, {"lrd_reconstruction": reconstruction.detach(), "lrd_entropy": entropy.detach(), "lrd_accuracy": correct}
 
     def _reference_terms(self, q, score, valid, share):

@@ -1,0 +1,408 @@
+"""The experiment matrix: every (dataset, model, seed) training stage of dvc.yaml, its state, and
+a runner that packs the pending ones onto the cores (or GPUs) and records each finished one in
+dvc.lock.
+
+The runner does not go through `dvc repro` for the cells: DVC holds one repository lock per
+run, so two `dvc repro` processes cannot train at once. It runs each cell's own stage command
+(the `cmd` of dvc.yaml) in a pool, then `dvc commit`s each finished cell, one at a time, which
+records exactly what `dvc repro` would have (`dvc status` then has nothing to do for it). The
+upstream stages a cell reads (ingest, embed, discover) are brought up to date with `dvc repro`
+first. Every cell resumes from its last finished epoch, so a runner that is stopped (Ctrl-C,
+SIGTERM, a session's end) loses at most the epochs in flight.
+
+State lives where the stages put it (results/, models/) and in logs/matrix/ (each cell's log,
+the pid of a running cell, the exit status of a failed one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import yaml
+
+from lrd.config.datasets import dataset_config, dataset_names
+from lrd.config.train import TrainConfig
+from lrd.errors import ConfigError, LRDError
+from lrd.paths import Paths
+
+log = logging.getLogger(__name__)
+
+# What each training stage's model list is called in params.yaml `train`, and what it reads
+# upstream (the stages `dvc repro` must have brought up to date before it runs).
+STAGES = {"train": ("models", "ingest"), "train_lrd": ("lrd_models", "embed"), "train_static": ("static_models", "discover")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    stage: str  # train | train_lrd | train_static
+    dataset: str
+    model: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        """The stage name DVC gives this cell of the matrix."""
+        return f"{self.stage}@{self.dataset}-{self.model}-{self.seed}"
+
+    @property
+    def command(self) -> list[str]:
+        """dvc.yaml's `cmd` for the cell (static variants run as `train`)."""
+        return ["stages/run", "train" if self.stage == "train_static" else self.stage, self.dataset, self.model, str(self.seed)]
+
+    def paths(self, root: Path) -> Paths:
+        return Paths(self.dataset, root)
+
+
+def cells(params: dict) -> list[Cell]:
+    """Every cell of dvc.yaml's training matrices, by dataset, then seed, then model (in the order
+    of params.yaml `models`), so that a base model and its +LRD twin of one seed finish together."""
+    train = TrainConfig.from_params(params)
+    order = {name: i for i, name in enumerate(train.specs)}
+    stage_of = {m: stage for stage, (key, _) in STAGES.items() for m in getattr(train, key)}
+    models = sorted(stage_of, key=lambda m: order.get(m, len(order)))
+    return [Cell(stage_of[m], ds, m, seed) for ds in dataset_names(params) for seed in train.seeds for m in models]
+
+
+def select(all_cells: list[Cell], datasets: Iterable[str] = (), models: Iterable[str] = (), seeds: Iterable[int] = ()) -> list[Cell]:
+    """The cells of the given datasets / models / seeds (each empty: all), in matrix order."""
+    datasets, models, seeds = set(datasets), set(models), set(seeds)
+    for what, asked, known in (("dataset", datasets, {c.dataset for c in all_cells}), ("model", models, {c.model for c in all_cells}),
+                               ("seed", seeds, {c.seed for c in all_cells})):
+        unknown = sorted(map(str, asked - known))
+        if unknown:
+            raise ConfigError(f"no cell of the matrix has {what} {', '.join(unknown)}; the matrix has: {', '.join(sorted(map(str, known)))}")
+    return [c for c in all_cells if (not datasets or c.dataset in datasets) and (not models or c.model in models)
+            and (not seeds or c.seed in seeds)]
+
+
+# --------------------------------------------------------------------------------------------
+# state of a cell
+
+
+@dataclasses.dataclass
+class CellState:
+    cell: Cell
+    state: str  # done | stale | running | failed | started | pending
+    epochs: int = 0
+    best_dev: float | None = None  # best dev NDCG@5 so far (or of the finished run)
+    seconds_per_epoch: float | None = None  # training + dev evaluation, measured
+    note: str = ""
+    metrics: dict | None = None
+
+
+def logs_dir(root: Path) -> Path:
+    return root / "logs" / "matrix"
+
+
+def _pid_alive(pid_file: Path) -> bool:
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _progress(state_file: Path) -> tuple[int, float | None, float | None]:
+    """Epochs done, best dev NDCG@5 and seconds per epoch from a resume point (0, None, None when unreadable)."""
+    import torch  # only here: `lrd matrix status` without running cells needs no torch
+
+    try:
+        saved = torch.load(state_file, map_location="cpu", weights_only=True)
+        curve = json.loads(saved["curve"])
+        seconds = sum(saved.get("seconds", [0.0, 0.0]))
+    except Exception:  # a resume point being replaced, or damaged: the run itself will say
+        return 0, None, None
+    dev = [row.get("dev_NDCG@5") for row in curve if row.get("dev_NDCG@5") is not None]
+    return len(curve), (max(dev) if dev else None), (seconds / len(curve) if curve else None)
+
+
+def lock_stages(root: Path) -> set[str]:
+    """The stages dvc.lock records."""
+    try:
+        lock = yaml.safe_load((root / "dvc.lock").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return set()
+    return set((lock.get("stages") or {}).keys())
+
+
+def dvc_changed(root: Path, names: list[str]) -> set[str] | None:
+    """The stages among `names` that `dvc status` would run again; None when DVC cannot tell."""
+    if not names:
+        return set()
+    proc = subprocess.run([sys.executable, "-m", "dvc", "status", "--json", *names], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    try:
+        return set(json.loads(proc.stdout or "{}"))
+    except ValueError:
+        return None
+
+
+def states(root: Path, selected: list[Cell], use_dvc: bool = True) -> list[CellState]:
+    """The state of each cell. done: results written and dvc.lock up to date for them; stale:
+    results written but dvc.lock does not record them (or their code, data or params changed
+    since); running: a runner's process is training it; failed: its last run exited with an
+    error; started: a resume point, nothing running; pending: nothing yet."""
+    recorded = lock_stages(root)
+    changed = dvc_changed(root, [c.name for c in selected if c.name in recorded]) if use_dvc else set()
+    out = []
+    for cell in selected:
+        paths, logs = cell.paths(root), logs_dir(root)
+        metrics = _read_json(paths.run_metrics(cell.model, cell.seed))
+        st = CellState(cell, "pending", metrics=metrics)
+        if (logs / f"{cell.name}.pid").exists() and _pid_alive(logs / f"{cell.name}.pid"):
+            st.state = "running"
+        elif (logs / f"{cell.name}.failed").exists():
+            st.state, st.note = "failed", (logs / f"{cell.name}.failed").read_text().strip().splitlines()[0][:120]
+        elif metrics is not None:
+            if cell.name not in recorded:
+                st.state, st.note = "stale", "not in dvc.lock"
+            elif changed is None or cell.name in changed:
+                st.state, st.note = "stale", "dvc.lock differs (code, data or params changed since)" if changed is not None else "dvc status failed"
+            else:
+                st.state = "done"
+        elif paths.resume_state(cell.model, cell.seed).exists():
+            st.state = "started"
+        if st.state in ("done", "stale") and metrics is not None:
+            st.epochs, st.best_dev = int(metrics.get("epochs", 0)), (metrics.get("dev") or {}).get("NDCG@5")
+            epochs = max(st.epochs, 1)
+            st.seconds_per_epoch = (float(metrics.get("train_seconds", 0)) + float(metrics.get("eval_seconds", 0))) / epochs
+        elif paths.resume_state(cell.model, cell.seed).exists():
+            st.epochs, st.best_dev, st.seconds_per_epoch = _progress(paths.resume_state(cell.model, cell.seed))
+        out.append(st)
+    return out
+
+
+def estimate(all_states: list[CellState], default_epochs: int) -> dict[Cell, tuple[float | None, bool]]:
+    """Seconds left per unfinished cell, and whether both its rate and its length were measured.
+
+    The rate is the cell's own (seconds per epoch so far), else that of finished cells of the
+    same dataset and model, else of the same dataset; the length is the mean epoch count of
+    finished cells of the same dataset and model, else `default_epochs` (marked as a guess)."""
+    finished = [s for s in all_states if s.state in ("done", "stale") and s.seconds_per_epoch]
+    rated = [s for s in all_states if s.seconds_per_epoch]
+
+    def mean(values):
+        values = [v for v in values if v]
+        return sum(values) / len(values) if values else None
+
+    out = {}
+    for s in all_states:
+        if s.state in ("done", "stale"):
+            continue
+        same = [f for f in finished if f.cell.dataset == s.cell.dataset and f.cell.model == s.cell.model]
+        rate = s.seconds_per_epoch or mean(f.seconds_per_epoch for f in rated if f.cell.dataset == s.cell.dataset and f.cell.model == s.cell.model) \
+            or mean(f.seconds_per_epoch for f in rated if f.cell.dataset == s.cell.dataset)
+        length = mean(f.epochs for f in same)
+        measured = bool(length and rate)
+        length = max(length or default_epochs, s.epochs + 1)
+        out[s.cell] = (rate * (length - s.epochs) if rate else None, measured)
+    return out
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    minutes = int(round(seconds / 60))
+    return f"{minutes // 60}h{minutes % 60:02d}" if minutes >= 60 else f"{minutes} min"
+
+
+def status_table(all_states: list[CellState], jobs: int, default_epochs: int) -> str:
+    """One line per cell, then the totals and the ETA at `jobs` cells at a time."""
+    eta = estimate(all_states, default_epochs)
+    lines = [f"{'cell':<34} {'state':<8} {'epochs':>6} {'best dev NDCG@5':>15} {'s/epoch':>8} {'left':>8}  note"]
+    for s in all_states:
+        left, measured = eta.get(s.cell, (None, True))
+        best = f"{s.best_dev:.4f}" if s.best_dev is not None else "-"
+        rate = f"{s.seconds_per_epoch:.1f}" if s.seconds_per_epoch else "-"
+        left_text = "-" if s.cell not in eta else _duration(left) + ("" if measured else "~")
+        lines.append(f"{s.cell.name:<34} {s.state:<8} {s.epochs:>6} {best:>15} {rate:>8} {left_text:>8}  {s.note}")
+    counts = {k: sum(s.state == k for s in all_states) for k in ("done", "stale", "running", "started", "failed", "pending")}
+    known = [v for v, _ in eta.values() if v is not None]
+    unknown = sum(v is None for v, _ in eta.values())
+    lines.append("")
+    lines.append(", ".join(f"{n} {k}" for k, n in counts.items() if n) + f" of {len(all_states)} cells")
+    if eta:
+        guess = any(not m for _, m in eta.values())
+        lines.append(
+            f"left: {sum(known) / 3600:.1f} CPU-hours measured at the cells' own rates"
+            + (f" (+ {unknown} cells with no measured rate yet)" if unknown else "")
+            + f"; about {_duration(sum(known) / max(jobs, 1))} at {jobs} cells at a time"
+            + (f" (~: no finished cell of that model yet, {default_epochs} epochs assumed)" if guess else "")
+        )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# running cells
+
+
+def default_jobs(threads: int) -> tuple[int, list[str | None]]:
+    """Cells at a time and the device of each slot: on GPUs, `LRD_CELLS_PER_GPU` (default 4) per
+    GPU, all GPUs; on a CPU, cores / threads."""
+    try:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    except ImportError:
+        gpus = 0
+    if gpus:
+        per_gpu = int(os.environ.get("LRD_CELLS_PER_GPU", "4"))
+        slots = [str(g) for _ in range(per_gpu) for g in range(gpus)]
+        return len(slots), slots
+    jobs = max(1, (os.cpu_count() or 1) // max(threads, 1))
+    return jobs, [None] * jobs
+
+
+def _dvc(root: Path, *args: str, attempts: int = 20) -> subprocess.CompletedProcess:
+    """A DVC command, retried while another DVC process holds the repository lock."""
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    for attempt in range(attempts):
+        proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True, env=env)
+        if proc.returncode == 0 or "lock" not in (proc.stderr + proc.stdout).lower():
+            return proc
+        time.sleep(min(2 ** attempt, 30))
+    return proc
+
+
+def commit(root: Path, cell: Cell) -> None:
+    """Record a finished cell in dvc.lock."""
+    proc = _dvc(root, "commit", "--force", cell.name)
+    if proc.returncode != 0:
+        raise LRDError(f"`dvc commit {cell.name}` failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+
+
+def bring_upstream(root: Path, selected: list[Cell], echo: Callable[[str], None]) -> None:
+    """`dvc repro` of what the cells read (ingest / embed / discover of their datasets), once."""
+    targets = sorted({f"{STAGES[c.stage][1]}@{c.dataset}" for c in selected})
+    if not targets:
+        return
+    echo(f"bringing the cells' inputs up to date: dvc repro {' '.join(targets)}")
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", *targets], cwd=root, env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    if proc.returncode != 0:
+        raise LRDError(f"`dvc repro {' '.join(targets)}` failed (exit {proc.returncode}); the cells need those stages first")
+
+
+@dataclasses.dataclass
+class _Job:
+    cell: Cell
+    proc: subprocess.Popen | None  # None: a cell another process runs (adopted)
+    slot: int
+    since: float  # wall-clock start
+    pid: int = 0
+
+    def poll(self, root: Path) -> int | None:
+        """Exit status when finished. An adopted cell counts as a success when it wrote its metrics."""
+        if self.proc is not None:
+            return self.proc.poll()
+        try:
+            os.kill(self.pid, 0)
+            return None
+        except OSError:
+            metrics = self.cell.paths(root).run_metrics(self.cell.model, self.cell.seed)
+            return 0 if metrics.exists() and metrics.stat().st_mtime >= self.since else 1
+
+
+def run(root: Path, todo: list[Cell], jobs: int, threads: int, slots: list[str | None], echo: Callable[[str], None],
+        record: bool = True, poll: float = 2.0, adopt: Iterable[Cell] = ()) -> list[tuple[Cell, int]]:
+    """Run `todo`, `jobs` at a time, each with `threads` CPU threads (and the GPU of its slot);
+    `dvc commit` each one that finishes when `record`. Cells in `adopt`, already running in other
+    processes (a runner that was stopped, or a stage started by hand), take slots until they end
+    and are recorded like the others. Returns the cells that failed, with their exit status.
+
+    SIGTERM or Ctrl-C stops the cells this runner started (each keeps its last finished epoch) and returns."""
+    logs = logs_dir(root)
+    logs.mkdir(parents=True, exist_ok=True)
+    queue, running, failed = list(todo), [], []
+    free = list(range(jobs))
+    for cell in adopt:
+        pid_file = logs / f"{cell.name}.pid"
+        if free and _pid_alive(pid_file):
+            running.append(_Job(cell, None, free.pop(0), pid_file.stat().st_mtime, pid=int(pid_file.read_text().split()[0])))
+            echo(f"waiting for {cell.name}, running in process {running[-1].pid}")
+
+    def start(cell: Cell, slot: int) -> _Job:
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
+        device = slots[slot % len(slots)] if slots else None
+        if device is not None:
+            env["CUDA_VISIBLE_DEVICES"] = device
+        (logs / f"{cell.name}.failed").unlink(missing_ok=True)
+        with open(logs / f"{cell.name}.log", "ab") as out:
+            proc = subprocess.Popen(cell.command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+        (logs / f"{cell.name}.pid").write_text(f"{proc.pid}\n")
+        echo(f"started {cell.name}" + (f" on GPU {device}" if device is not None else f" ({threads} thread{'s' * (threads > 1)})")
+             + f"; log: {logs / (cell.name + '.log')}")
+        return _Job(cell, proc, slot, time.time())
+
+    def finish(job: _Job, rc: int) -> None:
+        (logs / f"{job.cell.name}.pid").unlink(missing_ok=True)
+        minutes = (time.time() - job.since) / 60
+        if rc == 0 and record:
+            try:
+                commit(root, job.cell)
+            except LRDError as exc:
+                rc = 1
+                (logs / f"{job.cell.name}.failed").write_text(f"{exc}\n")
+        if rc == 0:
+            echo(f"finished {job.cell.name} in {minutes:.1f} min" + (" (recorded in dvc.lock)" if record else ""))
+            return
+        if not (logs / f"{job.cell.name}.failed").exists():
+            log_file = logs / f"{job.cell.name}.log"
+            tail = log_file.read_text(errors="replace").strip().splitlines()[-3:] if log_file.exists() else []
+            (logs / f"{job.cell.name}.failed").write_text(f"exit {rc}: {tail[-1] if tail else ''}\n" + "\n".join(tail) + "\n")
+        failed.append((job.cell, rc))
+        echo(f"FAILED {job.cell.name} (exit {rc}) after {minutes:.1f} min; the other cells go on. Log: {logs / (job.cell.name + '.log')}")
+
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        while queue or running:
+            while queue and free:
+                running.append(start(queue.pop(0), free.pop(0)))
+            time.sleep(poll)
+            for job in list(running):
+                rc = job.poll(root)
+                if rc is not None:
+                    running.remove(job)
+                    free.append(job.slot)
+                    finish(job, rc)
+    except KeyboardInterrupt:
+        echo(f"stopping {len(running)} running cell(s); each resumes from its last finished epoch next time")
+        running = [job for job in running if job.proc is not None]
+        for job in running:
+            job.proc.send_signal(signal.SIGTERM)
+        for job in running:
+            try:
+                job.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                job.proc.kill()
+            (logs / f"{job.cell.name}.pid").unlink(missing_ok=True)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return failed
+
+
+def load(root: Path, params_path: Path | None = None) -> dict:
+    from lrd.config.base import load_params
+
+    params = load_params(params_path or root / "params.yaml")
+    for name in dataset_names(params):
+        dataset_config(params, name)  # a bad dataset entry is an error here, not in a cell
+    return params
