@@ -254,17 +254,20 @@ def status_table(all_states: list[CellState], jobs: int, default_epochs: int) ->
 # running cells
 
 
-def default_jobs(threads: int) -> tuple[int, list[str | None]]:
-    """Cells at a time and the device of each slot: on GPUs, `LRD_CELLS_PER_GPU` (default 4) per
-    GPU, all GPUs; on a CPU, cores / threads."""
+def default_jobs(threads: int, per_gpu: int | None = None) -> tuple[int, list[str | None]]:
+    """Cells at a time and the device of each slot: on GPUs, all of them, `per_gpu` cells on each
+    (default $LRD_CELLS_PER_GPU, else the cores / threads shared out, since every cell keeps a
+    core busy feeding its GPU; scripts/gpu_cells.py measures what memory allows); on a CPU,
+    cores / threads."""
     try:
         import torch
 
         gpus = torch.cuda.device_count()
     except ImportError:
         gpus = 0
+    cores = os.cpu_count() or 1
     if gpus:
-        per_gpu = int(os.environ.get("LRD_CELLS_PER_GPU", "4"))
+        per_gpu = per_gpu or int(os.environ.get("LRD_CELLS_PER_GPU", "0")) or max(1, cores // max(threads, 1) // gpus)
         slots = [str(g) for _ in range(per_gpu) for g in range(gpus)]
         return len(slots), slots
     jobs = max(1, (os.cpu_count() or 1) // max(threads, 1))
@@ -321,13 +324,16 @@ class _Job:
 
 
 def run(root: Path, todo: list[Cell], jobs: int, threads: int, slots: list[str | None], echo: Callable[[str], None],
-        record: bool = True, poll: float = 2.0, adopt: Iterable[Cell] = ()) -> list[tuple[Cell, int]]:
+        record: bool = True, poll: float = 2.0, adopt: Iterable[Cell] = (), deadline: float | None = None,
+        on_start: Callable[[Cell, int], None] | None = None) -> list[tuple[Cell, int]]:
     """Run `todo`, `jobs` at a time, each with `threads` CPU threads (and the GPU of its slot);
     `dvc commit` each one that finishes when `record`. Cells in `adopt`, already running in other
     processes (a runner that was stopped, or a stage started by hand), take slots until they end
     and are recorded like the others. Returns the cells that failed, with their exit status.
 
-    SIGTERM or Ctrl-C stops the cells this runner started (each keeps its last finished epoch) and returns."""
+    SIGTERM or Ctrl-C stops the cells this runner started (each keeps its last finished epoch) and
+    raises KeyboardInterrupt; so does reaching `deadline` (time.time()), which returns instead.
+    `on_start(cell, pid)` is called after each start (the GPU script measures memory with it)."""
     logs = logs_dir(root)
     logs.mkdir(parents=True, exist_ok=True)
     queue, running, failed = list(todo), [], []
@@ -373,8 +379,14 @@ def run(root: Path, todo: list[Cell], jobs: int, threads: int, slots: list[str |
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while queue or running:
+            if deadline is not None and time.time() >= deadline:
+                echo(f"time is up: stopping {len(running)} running cell(s) at their last finished epoch; {len(queue)} not started")
+                _stop([job for job in running if job.proc is not None], logs)
+                return failed
             while queue and free:
                 running.append(start(queue.pop(0), free.pop(0)))
+                if on_start is not None:
+                    on_start(running[-1].cell, running[-1].proc.pid)
             time.sleep(poll)
             for job in list(running):
                 rc = job.poll(root)
@@ -384,19 +396,24 @@ def run(root: Path, todo: list[Cell], jobs: int, threads: int, slots: list[str |
                     finish(job, rc)
     except KeyboardInterrupt:
         echo(f"stopping {len(running)} running cell(s); each resumes from its last finished epoch next time")
-        running = [job for job in running if job.proc is not None]
-        for job in running:
-            job.proc.send_signal(signal.SIGTERM)
-        for job in running:
-            try:
-                job.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                job.proc.kill()
-            (logs / f"{job.cell.name}.pid").unlink(missing_ok=True)
+        _stop([job for job in running if job.proc is not None], logs)
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
     return failed
+
+
+def _stop(jobs: list[_Job], logs: Path) -> None:
+    """SIGTERM each job (a stage then ends at once, keeping its last finished epoch) and wait for it."""
+    for job in jobs:
+        job.proc.send_signal(signal.SIGTERM)
+    for job in jobs:
+        try:
+            job.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            job.proc.kill()
+            job.proc.wait()
+        (logs / f"{job.cell.name}.pid").unlink(missing_ok=True)
 
 
 def load(root: Path, params_path: Path | None = None) -> dict:

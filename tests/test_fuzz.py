@@ -357,7 +357,9 @@ def test_ingest_with_random_valid_params(params):
 
 
 SOURCE = st.fixed_dictionaries({}, optional={
-    "kind": st.sampled_from(["pypi-wheel", "url", "path", "ftp"]),
+    "kind": st.sampled_from(["pypi-wheel", "url", "files", "path", "ftp"]),
+    "files": st.one_of(st.none(), ANY_VALUE, st.just({"a.csv": "ab" * 32}), st.just({"../a": "ab" * 32})),
+    "mirror": st.one_of(st.none(), st.text(max_size=8)),
     "package": st.one_of(st.none(), st.text(max_size=8)),
     "url": st.one_of(st.none(), st.text(max_size=8), st.just("https://example.org/x.zip")),
     "path": st.one_of(st.none(), st.text(max_size=8)),
@@ -380,5 +382,5 @@ def test_dataset_params_from_random_dicts(dataset):
         _config_message(exc, dataset)
         return
     assert cfg.name and isinstance(cfg.source, SourceConfig)
-    need = {"pypi-wheel": "package", "url": "url", "path": "path"}[cfg.source.kind]
+    need = {"pypi-wheel": "package", "url": "url", "files": "files", "path": "path"}[cfg.source.kind]
     assert getattr(cfg.source, need) is not None

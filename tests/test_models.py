@@ -251,3 +251,54 @@ def test_gradients_are_bitwise_repeatable_on_cpu():
     finally:
         torch.use_deterministic_algorithms(False)
     assert all(torch.equal(runs[0], r) for r in runs[1:])
+
+
+def test_lrd_without_reconstruction_trains_on_the_entropy_alone():
+    torch.manual_seed(0)
+    text, r = torch.randn(50, 16), 6
+    items, rel = nn.Embedding(50, 8), torch.randn(r, 8)
+    hist, neg, target = torch.randint(1, 50, (16, 6)), torch.randint(1, 50, (16, 6)), torch.randint(1, 50, (16,))
+    full = LatentRelationDiscovery(text, 8, r, alpha=0.1)
+    ablated = LatentRelationDiscovery(text, 8, r, alpha=0.1, reconstruction=False)
+    ablated.load_state_dict(full.state_dict())
+    loss_full, parts = full.loss(hist, neg, target, hist > 0, items, rel)
+    loss_ablated, parts_ablated = ablated.loss(hist, neg, target, hist > 0, items, rel)
+    assert torch.allclose(parts["lrd_reconstruction"], parts_ablated["lrd_reconstruction"])  # still logged
+    assert loss_full.item() == pytest.approx((parts["lrd_reconstruction"] + 0.1 * parts["lrd_entropy"]).item(), rel=1e-6)
+    assert loss_ablated.item() == pytest.approx(0.1 * parts_ablated["lrd_entropy"].item(), rel=1e-6)
+    loss_ablated.backward()
+    assert items.weight.grad is None  # nothing reaches the item embeddings without the reconstruction
+
+
+def test_ablated_item_vectors():
+    from lrd.experiment import ablated_vectors
+
+    rng = np.random.default_rng(0)
+    text = rng.standard_normal((11, 6)).astype(np.float32)
+    text[0] = 0
+    assert ablated_vectors(text, "llm", 1) is text
+    shuffled = ablated_vectors(text, "shuffled", 1)
+    assert not np.array_equal(shuffled, text) and (shuffled[0] == 0).all()
+    assert sorted(map(tuple, shuffled[1:])) == sorted(map(tuple, text[1:]))  # the same vectors, other items
+    noise = ablated_vectors(text, "random", 1)
+    assert noise.shape == text.shape and noise.dtype == text.dtype and (noise[0] == 0).all()
+    np.testing.assert_allclose(np.linalg.norm(noise, axis=1), np.linalg.norm(text, axis=1), rtol=1e-5)
+    assert abs(np.corrcoef(noise[1:].ravel(), text[1:].ravel())[0, 1]) < 0.5
+    assert np.array_equal(ablated_vectors(text, "random", 1), noise)  # seeded
+    assert not np.array_equal(ablated_vectors(text, "random", 2), noise)
+
+
+def test_ablation_settings_resolve_per_model():
+    from lrd.config.train import DiscoverConfig, TrainConfig
+    from lrd.errors import ConfigError
+
+    params = {"models": {"kda_lrd": {"arch": "kda", "lrd": True}, "k4": {"arch": "kda", "lrd": True, "latent_types": 4, "lrd_weight": 1,
+                                                                       "vectors": "random", "reconstruction": False}},
+              "train": {"models": [], "lrd_models": ["kda_lrd", "k4"], "lrd_weight": 10}, "discover": {"latent_types": 8}}
+    train, discover = TrainConfig.from_params(params), DiscoverConfig.from_params(params)
+    default, ablated = train.model("kda_lrd", discover), train.model("k4", discover)
+    assert (default.latent_types, default.lrd_weight, default.vectors, default.reconstruction) == (8, 10.0, "llm", True)
+    assert (ablated.latent_types, ablated.lrd_weight, ablated.vectors, ablated.reconstruction) == (4, 1.0, "random", False)
+    params["models"]["kda"] = {"arch": "kda", "vectors": "random"}
+    with pytest.raises(ConfigError, match="vectors apply to \\+LRD models only"):
+        TrainConfig.from_params(params)

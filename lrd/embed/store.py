@@ -18,13 +18,11 @@ import re
 import shutil
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from lrd.config.base import build
 
 from lrd.config.embed import EmbedConfig, IndexConfig
-from lrd.embed.index import DATA_SUFFIX, build_index, configure_search, for_search, ondisk_lists, read_index
 from lrd.errors import DataError, MissingUpstreamError
 from lrd.io import atomic_path, read_json, sha256_file, write_json
 from lrd.paths import Paths
@@ -55,8 +53,12 @@ def open_store(paths: Paths, cfg: EmbedConfig) -> "EmbeddingStore":
     return EmbeddingStore.open(store_dir(paths, cfg))
 
 
-def write_index(index: faiss.Index, path: Path) -> dict:
+def write_index(index: "faiss.Index", path: Path) -> dict:
     """Write `index` to `path`; on-disk lists are moved beside it first (`<stem>.ivfdata`)."""
+    import faiss
+
+    from lrd.embed.index import DATA_SUFFIX, ondisk_lists
+
     lists, data = ondisk_lists(index), {}
     if lists is not None:
         dest = path.with_suffix(DATA_SUFFIX)
@@ -79,7 +81,7 @@ class EmbeddingStore:
         self.path, self.manifest, self.ids, self.vectors = path, manifest, ids, vectors
         self._row = np.full(int(ids.max()) + 1 if len(ids) else 1, -1, dtype=np.int64)
         self._row[ids] = np.arange(len(ids))
-        self._index: faiss.Index | None = None
+        self._index: "faiss.Index | None" = None
 
     @classmethod
     def open(cls, path: str | Path) -> "EmbeddingStore":
@@ -127,8 +129,12 @@ class EmbeddingStore:
         return out
 
     @property
-    def index(self) -> faiss.Index:
+    def index(self) -> "faiss.Index":
         """The FAISS index, checked against the manifest's checksum; rebuilt when it fails."""
+        # FAISS is imported here, not with the module: training reads only the vectors, and
+        # runs where no FAISS is installed (scripts/gpu_cells.py).
+        from lrd.embed.index import build_index, configure_search, for_search, read_index
+
         if self._index is None:
             info = self.manifest["index"]
             file = self.path / info["file"]

@@ -1,0 +1,224 @@
+"""Run pending cells of the experiment matrix on a GPU machine that has no DVC, DuckDB or FAISS
+(only torch and the scientific stack), within a wall-clock limit, and bring the results back as
+archives that count like any other cell once unpacked here.
+
+    # on the GPU machine, in a copy of the repository with data/processed/<ds>/ and, for +LRD
+    # cells, data/embeddings/<ds>/ (and models/ of started cells, to resume them):
+    python scripts/gpu_cells.py run --limit 540 --out $OUT --dataset Office
+    # back here: unpack, then each finished cell is recorded in dvc.lock (dvc commit)
+    python scripts/gpu_cells.py unpack /path/to/cells-*.tar.gz
+
+Cells run as their stage commands (`stages/run train ...`), several per GPU: as many as the
+cores allow (one thread each) and the memory holds, measured on the first cell's first epoch
+(nvidia-smi). At the limit the running cells stop at their last finished epoch; their resume
+points travel back too, so they continue here (or on the next GPU) where they stopped.
+`--device cpu` runs the same code path on the CPU (the check before a GPU is at hand).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lrd import matrix  # noqa: E402
+from lrd.errors import LRDError  # noqa: E402
+
+PART_BYTES = 15 << 20  # what one file that comes back from a lent GPU machine may hold (16 MiB)
+MAX_PARTS = 7  # at most 8 files come back: 7 archives and summary.json
+
+
+def echo(line: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
+
+
+def gpu_memory(pid: int) -> int | None:
+    """MiB of GPU memory process `pid` uses, from nvidia-smi; None when it cannot tell."""
+    try:
+        apps = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                              capture_output=True, text=True, timeout=20).stdout
+        used = [int(m) for p, m in (line.split(",") for line in apps.strip().splitlines() if line) if int(p) == pid]
+        return used[0] if used else None
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+
+
+def probe(cell: matrix.Cell, threads: int, timeout: float = 240) -> int | None:
+    """Run `cell` alone until its first epoch is saved; its GPU memory (MiB), measured. The cell is
+    stopped after that epoch and resumes from it in the pool."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "CUDA_VISIBLE_DEVICES": "0", "TQDM_DISABLE": "1"}
+    state = cell.paths(ROOT).resume_state(cell.model, cell.seed)
+    before = state.stat().st_mtime if state.exists() else 0
+    logs = matrix.logs_dir(ROOT)
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / f"{cell.name}.log", "ab") as out:
+        proc = subprocess.Popen(cell.command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    peak, start = None, time.time()
+    while proc.poll() is None and time.time() - start < timeout:
+        seen = gpu_memory(proc.pid)
+        peak = max(peak or 0, seen) if seen else peak
+        if state.exists() and state.stat().st_mtime > before:
+            break
+        time.sleep(1)
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait()
+    return peak
+
+
+def cmd_run(args) -> int:
+    deadline = time.time() + args.limit - args.grace
+    params = matrix.load(ROOT)
+    selected = matrix.select(matrix.cells(params), args.dataset, args.model, args.seed)
+    current = matrix.states(ROOT, selected, use_dvc=False)
+    todo = [s.cell for s in current if s.state in ("pending", "started", "failed")]
+    missing = sorted({str(p) for c in todo for p in _inputs(c) if not p.exists()})
+    if missing:
+        raise LRDError(f"inputs missing here (carry them from the machine that ran the upstream stages): {', '.join(missing)}")
+    if args.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    jobs, slots = matrix.default_jobs(args.threads)
+    if args.device != "cpu" and slots and slots[0] is not None and todo:
+        gpus = len(set(slots))
+        cpu_cap = max(1, (os.cpu_count() or 1) // args.threads // gpus)
+        used, total_mib = probe(todo[0], args.threads, timeout=min(240.0, max(deadline - time.time(), 0))), _total_mib()
+        per_gpu = cpu_cap if not (used and total_mib) else max(1, min(cpu_cap, int(0.85 * total_mib / used)))
+        echo(f"first cell's first epoch used {used} MiB of {total_mib} MiB on GPU 0: {per_gpu} cells per GPU x {gpus} GPU(s)"
+             if used else f"GPU memory not measured (no nvidia-smi): {per_gpu} cells per GPU (one per {args.threads} core(s))")
+        jobs, slots = matrix.default_jobs(args.threads, per_gpu)
+    jobs = args.jobs or jobs
+    echo(f"{len(todo)} cell(s) to run, {jobs} at a time, until {time.strftime('%H:%M:%S', time.localtime(deadline))}")
+    failed = matrix.run(ROOT, todo, jobs, args.threads, slots, echo, record=False, deadline=deadline)
+    return pack(selected, Path(args.out), failed)
+
+
+def _total_mib() -> int | None:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                             timeout=20).stdout
+        return int(out.split()[0])
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+
+
+def _inputs(cell: matrix.Cell) -> list[Path]:
+    paths = cell.paths(ROOT)
+    need = [paths.processed]
+    if cell.stage == "train_lrd":
+        need.append(paths.embeddings)
+    if cell.stage == "train_static":
+        need.append(paths.latent)
+    return need
+
+
+def pack(selected: list[matrix.Cell], out: Path, failed) -> int:
+    """Archives of what the cells made (finished: results + best weights; stopped: resume points
+    too), each under PART_BYTES, and summary.json: one row per cell."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary, files = [], []
+    for s in matrix.states(ROOT, selected, use_dvc=False):
+        cell, paths = s.cell, s.cell.paths(ROOT)
+        finished = paths.run_metrics(cell.model, cell.seed).exists()
+        model_dir = paths.run_model(cell.model, cell.seed)
+        if finished:
+            files += sorted(paths.run_results(cell.model, cell.seed).glob("*")) + [model_dir / "best.pt"]
+        elif (model_dir / "state.pt").exists():
+            files += [model_dir / "state.pt"] + ([model_dir / "best.pt"] if (model_dir / "best.pt").exists() else [])
+        log = matrix.logs_dir(ROOT) / f"{cell.name}.log"
+        files += [log] if log.exists() else []
+        metrics = s.metrics or {}
+        summary.append({"cell": cell.name, "state": "finished" if finished else s.state, "epochs": s.epochs, "best_dev_NDCG@5": s.best_dev,
+                        "seconds_per_epoch": metrics.get("seconds_per_epoch"), "eval_seconds": metrics.get("eval_seconds"),
+                        "device": metrics.get("device"), "test": metrics.get("test")})
+    parts, current, size = [], [], 0
+    for f in (f for f in files if f.exists()):
+        if current and size + f.stat().st_size > PART_BYTES:
+            parts.append(current)
+            current, size = [], 0
+        current.append(f)
+        size += f.stat().st_size
+    parts += [current] if current else []
+    if len(parts) > MAX_PARTS:
+        echo(f"warning: {len(parts)} archives; only {MAX_PARTS} fit what comes back: run fewer cells per call")
+    for i, part in enumerate(parts, start=1):
+        with tarfile.open(out / f"cells-{i:02d}.tar.gz", "w:gz") as tar:
+            for f in part:
+                tar.add(f, arcname=str(f.relative_to(ROOT)))
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    done = sum(r["state"] == "finished" for r in summary)
+    echo(f"{done} of {len(summary)} cells finished; {len(parts)} archive(s) and summary.json in {out}")
+    for row in summary:
+        if row["state"] != "pending":
+            echo(f"  {row['cell']}: {row['state']}, {row['epochs']} epochs, {row['seconds_per_epoch'] or '-'} s per training epoch")
+    return 1 if failed else 0
+
+
+def cmd_unpack(args) -> int:
+    """Extract archives into the repository (only results/, models/ and logs/ paths) and record
+    each finished cell in dvc.lock."""
+    allowed = ("results/", "models/", "logs/matrix/")
+    names = set()
+    for archive in args.archives:
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            bad = [m.name for m in members if not m.isfile() or not m.name.startswith(allowed) or ".." in Path(m.name).parts]
+            if bad:
+                raise LRDError(f"{archive}: refusing {bad[0]!r} (only files under results/, models/ and logs/matrix/)")
+            for m in members:
+                target = ROOT / m.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(f".{target.name}.tmp-unpack")
+                with tar.extractfile(m) as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                os.replace(tmp, target)
+                names.add(m.name)
+    cells = {c.name: c for c in matrix.cells(matrix.load(ROOT))}
+    finished = [c for c in cells.values() if str(c.paths(Path(".")).run_metrics(c.model, c.seed)) in names]
+    for cell in finished:
+        if args.no_record:
+            echo(f"unpacked {cell.name}")
+        else:
+            matrix.commit(ROOT, cell)
+            echo(f"unpacked {cell.name} and recorded it in dvc.lock")
+    echo(f"{len(finished)} finished cell(s) unpacked; resume points of the others are in models/")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run pending cells within a time limit and pack what they made")
+    run.add_argument("--limit", type=float, required=True, help="wall-clock seconds this command may take in all")
+    run.add_argument("--grace", type=float, default=60, help="seconds kept back for stopping the cells and packing (default 60)")
+    run.add_argument("--out", required=True, help="folder for the archives and summary.json")
+    run.add_argument("--dataset", action="append", default=[])
+    run.add_argument("--model", action="append", default=[])
+    run.add_argument("--seed", action="append", type=int, default=[])
+    run.add_argument("--threads", type=int, default=1, help="CPU threads per cell (default 1)")
+    run.add_argument("--jobs", type=int, default=None, help="cells at a time (default: measured, see above)")
+    run.add_argument("--device", choices=["auto", "cpu"], default="auto")
+    unpack = sub.add_parser("unpack", help="unpack archives here and record finished cells in dvc.lock")
+    unpack.add_argument("archives", nargs="+")
+    unpack.add_argument("--no-record", action="store_true", help="do not `dvc commit` the cells")
+    args = parser.parse_args(argv)
+    os.chdir(ROOT)
+    try:
+        return cmd_run(args) if args.command == "run" else cmd_unpack(args)
+    except LRDError as exc:
+        echo(f"error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
