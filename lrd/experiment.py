@@ -24,13 +24,13 @@ from lrd.data.tables import DatasetTables
 from lrd.errors import ConfigError, MissingUpstreamError, ModelError
 from lrd.evaluate import ranking_metrics
 from lrd.graph import RelationGraph, latent_names
-from lrd.io import atomic_path, remove_leftovers, write_csv, write_json, write_parquet
+from lrd.io import remove_leftovers, write_csv, write_json, write_parquet
 from lrd.models import Catalog, Recommender, build_model, parameter_count
 from lrd.paths import Paths
 from lrd.sequences import Sequences
 from lrd.temporal import gap_spectra
 from lrd.train.batches import TrainingData
-from lrd.train.checkpoint import ResumePoint, code_fingerprint, files_fingerprint
+from lrd.train.checkpoint import ResumePoint, code_fingerprint, files_fingerprint, save_file
 from lrd.train.device import autocast_dtype, seed_torch
 from lrd.train.distributed import Ranks
 from lrd.train.evaluation import Scoring, candidate_ranks, full_ranks
@@ -163,8 +163,7 @@ def train_run(run: Run) -> dict:
     best = run.paths.best_checkpoint(run.name, run.seed)
 
     def save_best(weights: dict) -> None:
-        with atomic_path(best) as tmp:
-            torch.save(weights, tmp)
+        save_file(weights, best)
 
     data, graph = run.data, run.catalog.graph
     use_kg = graph is not None and graph.n_triples > 0
@@ -194,6 +193,8 @@ def train_run(run: Run) -> dict:
     write_parquet(ranks, run.paths.run_ranks(run.name, run.seed))
     write_csv(state.curve, run.paths.run_curve(run.name, run.seed))
     write_json(metrics, run.paths.run_metrics(run.name, run.seed))  # last: marks the run as finished
+    # A finished run keeps no resume point: running it again (`dvc repro -f`) trains afresh.
+    resume.path.unlink(missing_ok=True)
     return metrics
 
 

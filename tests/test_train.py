@@ -80,15 +80,15 @@ def test_models_train_and_write_outputs(ws):
         assert m["git_commit"] and m["device"].startswith("cpu") and m["seed"] == 1
         ranks = pq.read_table(P.run_ranks(name, 1))
         assert ranks.num_rows == 80 and set(ranks.column("split").to_pylist()) == {"dev", "test"}
-        assert P.best_checkpoint(name, 1).exists() and P.resume_state(name, 1).exists()
+        assert P.best_checkpoint(name, 1).exists()
+        assert not P.resume_state(name, 1).exists()  # a finished run keeps no resume point
         assert P.run_curve(name, 1).read_text().startswith("epoch,")
 
 
 def test_training_is_deterministic(ws):
     _, params = ws
     a = _train(params, "kda", seed=3)
-    shutil.rmtree(P.run_model("kda", 3))  # no resume point: train again from scratch
-    b = _train(params, "kda", seed=3)
+    b = _train(params, "kda", seed=3)  # a finished run left no resume point: this one trains afresh
     assert a["test"] == b["test"] and a["dev"] == b["dev"] and b["resumed_after_epoch"] == 0
 
 
@@ -129,12 +129,36 @@ def test_a_killed_run_resumes_and_ends_bit_identical(ws, monkeypatch):
     assert all(torch.equal(weights[k], again[k]) for k in weights)
 
 
-def test_a_resume_point_from_other_settings_or_a_corrupt_one_is_not_used(ws, caplog):
+def _interrupted(params, name, seed, monkeypatch):
+    """Train `name` until its first resume point is saved, then stop as a killed run would."""
+    from lrd.train import loop
+
+    real_fit = loop.fit
+
+    def killed_after_one(model, opt, lp, state):
+        saving = lp.on_epoch
+
+        def save_then_die(s):
+            saving(s)
+            raise KeyboardInterrupt
+
+        lp.on_epoch = save_then_die
+        return real_fit(model, opt, lp, state)
+
+    monkeypatch.setattr("lrd.experiment.fit", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        _train(params, name, seed)
+    monkeypatch.setattr("lrd.experiment.fit", real_fit)
+    assert P.resume_state(name, seed).exists()
+
+
+def test_a_resume_point_from_other_settings_or_a_corrupt_one_is_not_used(ws, caplog, monkeypatch):
     _, params = ws
-    _train(params, "kda", seed=6)
+    _interrupted(params, "kda", 6, monkeypatch)
     params["models"]["kda"]["lr"] = 5.0e-3
     m = _train(params, "kda", seed=6)
     assert m["resumed_after_epoch"] == 0 and "was saved by another run (train" in caplog.text
+    P.resume_state("kda", 6).parent.mkdir(parents=True, exist_ok=True)
     P.resume_state("kda", 6).write_bytes(b"not a checkpoint")
     m = _train(params, "kda", seed=6)
     assert m["resumed_after_epoch"] == 0 and "cannot be read" in caplog.text and "starting the run over" in caplog.text
@@ -211,3 +235,33 @@ def test_compare_reports_seeds_lifts_and_the_joint_relations(ws):
     assert pq.read_table(P.latent_joint).schema == pq.read_table(P.latent).schema
     rows = {r.split(",")[0]: r.split(",") for r in (P.reports / "results.csv").read_text().splitlines()}
     assert int(rows["kda"][2]) >= 3
+
+
+def test_reference_rule_needs_a_window_of_values():
+    """min_epochs 0 must not stop after one epoch: "the last 5 values did not rise" needs 5 values."""
+    from lrd.train.stopping import ReferenceRule
+
+    rule = ReferenceRule(min_epochs=0, window=5)
+    stops = []
+    for value in (0.1, 0.2, 0.3, 0.4):
+        rule.update(value)
+        stops.append(rule.should_stop())
+    assert stops == [False, False, False, False]
+    assert rule.last_epoch() == 4 + 0 + 1  # the first best epoch + min_epochs + 1
+    rule.update(0.4)  # a tie: the best (first reached at epoch 4) is now min_epochs + 1 back
+    assert rule.should_stop()
+
+
+def test_full_disk_while_saving_weights_is_a_disk_full_error(tmp_path, monkeypatch):
+    import errno
+
+    from lrd.train import checkpoint
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.Path, "write_bytes", full)
+    with pytest.raises(OSError) as exc:
+        checkpoint.save_file({"w": torch.zeros(3)}, tmp_path / "best.pt")
+    assert exc.value.errno == errno.ENOSPC
+    assert not list(tmp_path.iterdir())  # nothing half-written left behind

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Protocol
 
@@ -152,6 +153,14 @@ def pool_hidden(hidden, mask, mode: str):
     return pooling_module(mode, hidden.shape[-1])(features)["sentence_embedding"]
 
 
+def _quiet_bars() -> None:
+    """No "Loading weights" bar frames from transformers when stderr is a log file, not a terminal."""
+    if not sys.stderr.isatty():
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
 class _Encoder:
     """A loaded sentence-transformers pipeline; subclasses say how it is assembled."""
 
@@ -163,7 +172,7 @@ class _Encoder:
         vectors = self.model.encode(
             [self.cfg.instruction + t for t in texts],
             batch_size=self.cfg.batch_size,
-            show_progress_bar=progress,
+            show_progress_bar=progress and sys.stderr.isatty(),  # a log file gets no bar frames
             normalize_embeddings=self.cfg.normalize and not self.normalized_by_model,
             convert_to_numpy=True,
             device=devices if devices and len(devices) > 1 else None,
@@ -174,6 +183,7 @@ class _Encoder:
 class SentenceTransformerEncoder(_Encoder):
     def __init__(self, cfg: EmbedConfig, path: Path, device: str, dtype):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        _quiet_bars()
         from sentence_transformers import SentenceTransformer
 
         try:

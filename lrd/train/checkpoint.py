@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import sys
@@ -49,6 +50,15 @@ def files_fingerprint(paths: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+def save_file(obj, path: Path) -> None:
+    """torch.save, atomically, through ordinary file writes: a full disk is then an OSError
+    (ENOSPC), which the stages report as such, not torch's "enforce fail" RuntimeError."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(buffer.getbuffer())
+
+
 @dataclasses.dataclass
 class ResumePoint:
     path: Path
@@ -68,8 +78,7 @@ class ResumePoint:
             "seconds": [state.train_seconds, state.eval_seconds],
             "stopped": state.stopped,
         }
-        with atomic_path(self.path) as tmp:
-            torch.save(payload, tmp)
+        save_file(payload, self.path)
 
     def restore(self, model: torch.nn.Module, opt: torch.optim.Optimizer, stopper: StoppingRule, rng: np.random.Generator) -> LoopState | None:
         """The saved state loaded into `model`, `opt` and `stopper`; None (and a warning) when there is none to trust."""

@@ -106,7 +106,8 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, loop: Loop, state: LoopSta
                "seconds": round(time.perf_counter() - t0, 2)}
         state.curve.append(row)
         improved = state.stopper.update(metrics[loop.monitor])
-        log.info("%s epoch %d: %s%s [%.1f s]", loop.label, epoch, _describe(row, loop.monitor), " *" if improved else "", row["seconds"])
+        log.info("%s epoch %d/%d: %s%s [%.1f s; %s]", loop.label, epoch, loop.max_epochs, _describe(row, loop.monitor), " *" if improved else "",
+                 row["seconds"], _eta(state, loop))
         if improved:
             state.best_state = copy.deepcopy(model.state_dict())
             if loop.on_improve:
@@ -118,6 +119,19 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, loop: Loop, state: LoopSta
             loop.on_epoch(state)
     model.load_state_dict(state.best_state)
     return state
+
+
+def _eta(state: LoopState, loop: Loop) -> str:
+    """How long the rest of the run takes at this run's pace, if the monitored value no longer improves."""
+    last = min(state.stopper.last_epoch(), loop.max_epochs)
+    left = max(last - state.epoch, 0)
+    if not left:
+        return "done"
+    seconds = left * (state.train_seconds + state.eval_seconds) / max(state.epoch, 1)
+    minutes = seconds / 60
+    when = f"{minutes / 60:.1f} h" if minutes >= 90 else f"{minutes:.0f} min" if minutes >= 1 else f"{seconds:.0f} s"
+    extra = "" if last == loop.max_epochs else f" unless {loop.monitor} improves"
+    return f"ends by epoch {last}{extra}: {when} left"
 
 
 def _describe(row: dict, monitor: str) -> str:

@@ -35,6 +35,10 @@ class StoppingRule:
     def reason(self) -> str:
         raise NotImplementedError
 
+    def last_epoch(self) -> int:
+        """The epoch after which the rule stops the run unless the value improves again (for the ETA)."""
+        raise NotImplementedError
+
 
 @dataclasses.dataclass
 class Patience(StoppingRule):
@@ -54,6 +58,9 @@ class Patience(StoppingRule):
     def reason(self) -> str:
         return f"no improvement for {self.patience} epochs"
 
+    def last_epoch(self) -> int:
+        return self.best_epoch + self.patience
+
 
 @dataclasses.dataclass
 class ReferenceRule(StoppingRule):
@@ -69,9 +76,13 @@ class ReferenceRule(StoppingRule):
 
     def should_stop(self) -> bool:
         h = self.history
-        flat = len(h) > self.min_epochs and all(a >= b for a, b in zip(h[-self.window :], h[-self.window + 1 :]))
+        # `window` values are needed to call them flat (with min_epochs below it, one value would do)
+        flat = len(h) > self.min_epochs and len(h) >= self.window and all(a >= b for a, b in zip(h[-self.window :], h[-self.window + 1 :]))
         first_best = h.index(max(h)) + 1
         return flat or len(h) - first_best > self.min_epochs
+
+    def last_epoch(self) -> int:
+        return (self.history.index(max(self.history)) + 1 if self.history else 0) + self.min_epochs + 1
 
     def reason(self) -> str:
         return f"past epoch {self.min_epochs} the last {self.window} values did not rise, or the best is {self.min_epochs}+ epochs back"
