@@ -72,14 +72,6 @@ def load_runs(paths: Paths, models: list[str]) -> dict[str, ModelRuns]:
     return out
 
 
-def base_of(name: str, models: dict[str, ModelRuns]) -> str | None:
-    """The plain model of the same architecture, for +LRD and static variants."""
-    info = models[name].info
-    if not (info.get("lrd") or info.get("static_latent")):
-        return None
-    return next((o for o, m in models.items() if m.info["arch"] == info["arch"] and not m.info.get("lrd") and not m.info.get("static_latent")), None)
-
-
 def lift(variant: ModelRuns, base: ModelRuns, metric: str, paths: Paths | None = None) -> Lift | None:
     from scipy import stats
 
@@ -115,12 +107,15 @@ def user_test(paths: Paths, variant: str, base: str, seeds: list[int]) -> float:
     return float(stats.wilcoxon(diffs).pvalue) if (diffs != 0).any() else 1.0
 
 
-def lifts(paths: Paths, models: dict[str, ModelRuns]) -> dict[str, tuple[str, list[Lift]]]:
+def lifts(paths: Paths, models: dict[str, ModelRuns], bases: dict[str, str | None],
+          base_runs: dict[str, ModelRuns] | None = None) -> dict[str, tuple[str, list[Lift]]]:
+    """Each variant's lift over its base model (`bases`: params' TrainConfig.base_of), where both have runs."""
+    found = {**(base_runs or {}), **models}
     out = {}
     for name in models:
-        base = base_of(name, models)
-        if base:
-            out[name] = (base, [x for m in METRICS if (x := lift(models[name], models[base], m, paths)) is not None])
+        base = bases.get(name)
+        if base in found:
+            out[name] = (base, [x for m in METRICS if (x := lift(models[name], found[base], m, paths)) is not None])
     return out
 
 
@@ -203,12 +198,12 @@ def bar_chart(models: dict[str, ModelRuns], title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def report_dataset(paths: Paths, model_names: list[str], n_negatives: int | str) -> dict[str, ModelRuns]:
+def report_dataset(paths: Paths, model_names: list[str], n_negatives: int | str, bases: dict[str, str | None]) -> dict[str, ModelRuns]:
     """Write reports/<ds>/results.{md,csv,png}; returns the runs it found."""
     models = load_runs(paths, model_names)
     if not models:
         raise MissingUpstreamError(f"no finished run under {paths.results}: run `dvc repro` for the train stages of {paths.dataset} first")
-    gains = lifts(paths, models)
+    gains = lifts(paths, models, bases)
     with atomic_path(paths.reports / "results.md") as tmp:
         tmp.write_text(dataset_markdown(paths, models, gains, n_negatives))
     with atomic_path(paths.reports / "results.csv") as tmp:
@@ -216,6 +211,48 @@ def report_dataset(paths: Paths, model_names: list[str], n_negatives: int | str)
     with atomic_path(paths.reports / "results.png") as tmp:
         bar_chart(models, paths.dataset, tmp)
     return models
+
+
+ABLATION_METRICS = ("NDCG@5", "HR@5", "NDCG@10", "HR@10")
+
+
+def ablations_markdown(paths: Paths, variants: dict[str, ModelRuns], gains: dict, described: dict[str, str]) -> str:
+    lines = [
+        f"# What the lift depends on: {paths.dataset}",
+        "",
+        "Each +LRD variant against its base model (the paper's setting against KDA with the same random temporal kernel; the "
+        "ablations against KDA): test mean ± std over the n seeds both have, the relative lift [95% CI from the paired "
+        f"per-seed differences] and p of a paired t-test over seeds; for NDCG@5 also p of a Wilcoxon signed-rank test over users. "
+        f"* = p < {ALPHA}.",
+        "",
+        "| variant | what changes | vs | n | " + " | ".join(f"{m} | lift [95% CI], p" for m in ABLATION_METRICS) + " | NDCG@5 p (users) |",
+        "|---|---|---|---|" + "---|---|" * len(ABLATION_METRICS) + "---|",
+    ]
+    for name, runs in variants.items():
+        base, ls = gains.get(name, ("–", []))
+        by_metric = {x.metric: x for x in ls}
+        cells = []
+        for metric in ABLATION_METRICS:
+            mean, std = runs.mean_std(metric)
+            x = by_metric.get(metric)
+            cells.append(f"{mean:.4f} ± {std:.4f}" if len(runs.seeds) > 1 else f"{mean:.4f}")
+            cells.append(f"{_pct(x.relative)} [{_pct(x.ci[0])}, {_pct(x.ci[1])}], {_p(x.p_seeds)}" if x else "–")
+        n = ls[0].n if ls else 0
+        p_users = by_metric["NDCG@5"].p_users if "NDCG@5" in by_metric else None
+        lines.append(f"| {name} | {described.get(name, '')} | {base} | {n} | " + " | ".join(cells) + f" | {_p(p_users)} |")
+    missing = [v for v in described if v not in variants]
+    if missing:
+        lines += ["", f"Not run yet: {', '.join(missing)} (`lrd matrix status --dataset {paths.dataset}`)."]
+    return "\n".join(lines) + "\n"
+
+
+def report_ablations(paths: Paths, described: dict[str, str], bases: dict[str, str | None]) -> None:
+    """reports/<ds>/ablations.md: each variant of `described` (name -> what it changes) with its lift."""
+    variants = load_runs(paths, list(described))
+    base_runs = load_runs(paths, sorted({b for b in bases.values() if b}))
+    gains = lifts(paths, variants, bases, base_runs)
+    with atomic_path(paths.reports / "ablations.md") as tmp:
+        tmp.write_text(ablations_markdown(paths, variants, gains, described))
 
 
 def paper_table(results: dict[str, dict[str, ModelRuns]], model_names: list[str]) -> str:

@@ -36,9 +36,15 @@ from lrd.paths import Paths
 
 log = logging.getLogger(__name__)
 
-# What each training stage's model list is called in params.yaml `train`, and what it reads
-# upstream (the stages `dvc repro` must have brought up to date before it runs).
-STAGES = {"train": ("models", "ingest"), "train_lrd": ("lrd_models", "embed"), "train_static": ("static_models", "discover")}
+# Each training stage of dvc.yaml: its model list and seed list in params.yaml `train`, what it
+# reads upstream (the stage `dvc repro` must have brought up to date before it runs), and the
+# stage command it runs.
+STAGES = {
+    "train": ("models", "seeds", "ingest", "train"),
+    "train_lrd": ("lrd_models", "seeds", "embed", "train_lrd"),
+    "train_static": ("static_models", "seeds", "discover", "train"),
+    "train_ablation": ("ablation_models", "ablation_seeds", "embed", "train_lrd"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +61,8 @@ class Cell:
 
     @property
     def command(self) -> list[str]:
-        """dvc.yaml's `cmd` for the cell (static variants run as `train`)."""
-        return ["stages/run", "train" if self.stage == "train_static" else self.stage, self.dataset, self.model, str(self.seed)]
+        """dvc.yaml's `cmd` for the cell."""
+        return ["stages/run", STAGES[self.stage][3], self.dataset, self.model, str(self.seed)]
 
     def paths(self, root: Path) -> Paths:
         return Paths(self.dataset, root)
@@ -67,9 +73,9 @@ def cells(params: dict) -> list[Cell]:
     of params.yaml `models`), so that a base model and its +LRD twin of one seed finish together."""
     train = TrainConfig.from_params(params)
     order = {name: i for i, name in enumerate(train.specs)}
-    stage_of = {m: stage for stage, (key, _) in STAGES.items() for m in getattr(train, key)}
-    models = sorted(stage_of, key=lambda m: order.get(m, len(order)))
-    return [Cell(stage_of[m], ds, m, seed) for ds in dataset_names(params) for seed in train.seeds for m in models]
+    listed = [(stage, m, seed) for stage, (models, seeds, *_) in STAGES.items() for m in getattr(train, models) for seed in getattr(train, seeds)]
+    listed.sort(key=lambda x: (x[2], order.get(x[1], len(order))))
+    return [Cell(stage, ds, m, seed) for ds in dataset_names(params) for stage, m, seed in listed]
 
 
 def select(all_cells: list[Cell], datasets: Iterable[str] = (), models: Iterable[str] = (), seeds: Iterable[int] = ()) -> list[Cell]:
@@ -294,7 +300,7 @@ def commit(root: Path, cell: Cell) -> None:
 
 def bring_upstream(root: Path, selected: list[Cell], echo: Callable[[str], None]) -> None:
     """`dvc repro` of what the cells read (ingest / embed / discover of their datasets), once."""
-    targets = sorted({f"{STAGES[c.stage][1]}@{c.dataset}" for c in selected})
+    targets = sorted({f"{STAGES[c.stage][2]}@{c.dataset}" for c in selected})
     if not targets:
         return
     echo(f"bringing the cells' inputs up to date: dvc repro {' '.join(targets)}")

@@ -113,9 +113,10 @@ def _total_mib() -> int | None:
 def _inputs(cell: matrix.Cell) -> list[Path]:
     paths = cell.paths(ROOT)
     need = [paths.processed]
-    if cell.stage == "train_lrd":
+    upstream = matrix.STAGES[cell.stage][2]
+    if upstream == "embed":
         need.append(paths.embeddings)
-    if cell.stage == "train_static":
+    if upstream == "discover":
         need.append(paths.latent)
     return need
 

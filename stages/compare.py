@@ -1,11 +1,11 @@
 """compare <dataset>: the results table over every finished run of the dataset
-(reports/<ds>/results.{md,csv,png}), and discover's pairs labelled again by the best +LRD run
+(reports/<ds>/results.{md,csv,png}), what the lift depends on (reports/<ds>/ablations.md), and discover's pairs labelled again by the best +LRD run
 (data/relations/<ds>/latent_joint.parquet)."""
 
 import logging
 import sys
 
-from lrd.compare import report_dataset
+from lrd.compare import report_ablations, report_dataset
 from lrd.config.datasets import dataset_config
 from lrd.config.embed import EmbedConfig
 from lrd.config.train import DiscoverConfig, TrainConfig
@@ -23,7 +23,11 @@ def run(params: dict, dataset: str) -> None:
     train, discover = TrainConfig.from_params(params), DiscoverConfig.from_params(params)
     remove_leftovers(paths.reports, paths.latent_joint)
     tables = DatasetTables.load(paths)
-    models = report_dataset(paths, list(train.all_models), tables.stats.get("n_negatives", "stored"))
+    bases = {m: train.base_of(m) for m in train.specs}
+    models = report_dataset(paths, list(train.all_models), tables.stats.get("n_negatives", "stored"), bases)
+    variants = train.lrd_models + train.ablation_models
+    if variants:
+        report_ablations(paths, {m: train.changes(m) for m in variants}, bases)
     runs = [(m.runs[s]["dev"]["NDCG@5"], name, s) for name, m in models.items() if m.info["lrd"] for s in m.seeds]
     text = open_store(paths, EmbedConfig.from_params(params)).matrix(tables.n_items) if runs else None
     used = relabel_best_run(paths, runs, tables, text, tables.model_relations(discover.model_relations), discover.latent_types,

@@ -265,3 +265,28 @@ def test_full_disk_while_saving_weights_is_a_disk_full_error(tmp_path, monkeypat
         checkpoint.save_file({"w": torch.zeros(3)}, tmp_path / "best.pt")
     assert exc.value.errno == errno.ENOSPC
     assert not list(tmp_path.iterdir())  # nothing half-written left behind
+
+
+def test_ablation_table_measures_each_variant_against_its_base(ws):
+    _, params = ws
+    params["models"].update(
+        kda_paper={"arch": "kda", "lr": 1.0e-3, "kernel_init": "random"},
+        kda_lrd_paper={"arch": "kda", "lr": 1.0e-3, "kernel_init": "random", "lrd": True},
+        kda_lrd_random={"arch": "kda", "lr": 1.0e-3, "lrd": True, "vectors": "random"},
+        kda_lrd_k2={"arch": "kda", "lr": 1.0e-3, "lrd": True, "latent_types": 2},
+    )
+    params["train"].update(models=["kda", "kda_paper"], lrd_models=["kda_lrd", "kda_lrd_paper"],
+                           ablation_models=["kda_lrd_random", "kda_lrd_k2"], seeds=[21, 22], ablation_seeds=[21, 22])
+    for seed in (21, 22):
+        for name in ("kda", "kda_paper", "kda_lrd_paper", "kda_lrd_random"):
+            _train(params, name, seed)
+    compare_stage.run(params, "tiny")
+    table = (P.reports / "ablations.md").read_text()
+    row = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in table.splitlines() if line.startswith("| kda")}
+    assert row["kda_lrd_paper"][1:4] == ["random temporal kernel", "kda_paper", "2"]
+    assert row["kda_lrd_random"][1:4] == ["random item vectors", "kda", "2"]
+    assert "%" in row["kda_lrd_random"][5] and "[" in row["kda_lrd_random"][5]
+    assert "kda_lrd_k2" not in row and "Not run yet: kda_lrd_k2" in table
+    # the main table lists the paper's setting with its own base, not the ablations
+    results = (P.reports / "results.md").read_text()
+    assert "| kda_lrd_paper | kda_paper | 2 |" in results and "kda_lrd_random" not in results

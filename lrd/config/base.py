@@ -11,6 +11,7 @@ reported with their dotted path in params.yaml and the valid range.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -139,13 +140,15 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"params.yaml: `{where}` must be a mapping, got {value!r}")
         kt, vt = args if args else (Any, Any)
         return {_coerce(k, kt, where): _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
     if hint is float and isinstance(value, str):
         try:  # YAML reads `1e-3` as a string
-            return float(value)
+            value = float(value)
         except ValueError:
             pass
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):  # .inf / .nan would pass every range check and fail later, far away
+            raise ConfigError(f"params.yaml: `{where}` is {value!r}; it must be a finite number")
+        return float(value)
     if isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
         return value
     raise ConfigError(f"params.yaml: `{where}` must be {getattr(hint, '__name__', hint)}, got {value!r}")
@@ -159,9 +162,9 @@ RelationKind = typing.Literal["item-item", "attribute"]
 
 @dataclasses.dataclass(frozen=True)
 class Shared:
-    seed: int = param(2019, ge=0)
-    dim: int = param(64, ge=1)
-    history_max: int = param(20, ge=1)
+    seed: int = param(2019, ge=0, lt=2**31)
+    dim: int = param(64, ge=1, le=4096)  # beyond: memory, not modelling
+    history_max: int = param(20, ge=1, le=1000)
     # Predefined relation kinds the models use; null: what the dataset's reader suggests.
     model_relations: tuple[RelationKind, ...] | None = None
 

@@ -29,7 +29,7 @@ class AttributeConfig:
 class IngestConfig:
     # Every format-specific setting is null by default: the reader's default for its format
     # (README, "Other datasets"); a value in params.yaml overrides it.
-    seed: int = param(2019, ge=0)
+    seed: int = param(2019, ge=0, lt=2**31)
     min_core: int = param(5, ge=0)
     # Negatives per dev/test row; null: the count a pre-split dataset stores, else 99 (sampled).
     n_negatives: int | None = param(None, ge=1, le=100_000)

@@ -11,11 +11,11 @@ from lrd.errors import ConfigError
 
 @dataclasses.dataclass(frozen=True)
 class DiscoverConfig:
-    seed: int = param(2019, ge=0)
-    dim: int = param(64, ge=1)
-    history_max: int = param(20, ge=1)
+    seed: int = param(2019, ge=0, lt=2**31)
+    dim: int = param(64, ge=1, le=4096)  # beyond: memory, not modelling
+    history_max: int = param(20, ge=1, le=1000)
     model_relations: tuple[RelationKind, ...] | None = None  # null: what the dataset's reader suggests (stats.json)
-    latent_types: int = param(8, ge=2)  # K
+    latent_types: int = param(8, ge=2, le=1000)  # K
     alpha: float = param(0.1, ge=0)  # entropy weight (minimised: pushes q towards one type, as the reference)
     drop_virtual: bool = True  # type 0 = "no relation": left out of the reconstruction
     objective: typing.Literal["expectation", "reference"] = "expectation"  # see lrd.models.lrd
@@ -53,7 +53,7 @@ class ModelSpec:
     # empirical gap distribution (the reference's KDA default), random from N(0, 0.01²).
     kernel_init: typing.Literal["dft", "random"] = "dft"
     # Ablations of +LRD models (README "What the lift depends on"); null: the shared setting.
-    latent_types: int | None = param(None, ge=2)  # K (default: discover.latent_types)
+    latent_types: int | None = param(None, ge=2, le=1000)  # K (default: discover.latent_types)
     lrd_weight: float | None = param(None, ge=0)  # λ (default: train.lrd_weight)
     # The item vectors LRD reads: the LLM's; random ones of the same dimension and per-item norm;
     # or the LLM's shuffled across items (the same distribution without item identity).
@@ -104,9 +104,13 @@ class TrainConfig:
     models: tuple[str, ...] = ("sasrec", "rcf", "kda")
     lrd_models: tuple[str, ...] = ("rcf_lrd", "kda_lrd")
     static_models: tuple[str, ...] = ()
-    seeds: tuple[int, ...] = param((2019, 2020, 2021, 2022, 2023), ge=0)
-    dim: int = param(64, ge=1)
-    history_max: int = param(20, ge=1)
+    # Ablations of the +LRD model (README "What the lift depends on"): +LRD variants run as their
+    # own matrix with their own seeds; each one's lift is measured against its base model.
+    ablation_models: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = param((2019, 2020, 2021, 2022, 2023), ge=0, lt=2**31)
+    ablation_seeds: tuple[int, ...] = param((2019, 2020, 2021), ge=0, lt=2**31)
+    dim: int = param(64, ge=1, le=4096)  # beyond: memory, not modelling
+    history_max: int = param(20, ge=1, le=1000)
     model_relations: tuple[RelationKind, ...] | None = None  # null: what the dataset's reader suggests (stats.json)
     layers: int = param(5, ge=1)
     heads: int = param(4, ge=1)
@@ -133,11 +137,13 @@ class TrainConfig:
     ddp_timeout: float = param(600.0, gt=0)  # seconds a rank waits for another before the run fails
 
     KINDS = {"models": "a base model (no lrd, no static_latent)", "lrd_models": "an +LRD model (lrd: true)",
-             "static_models": "a static variant (static_latent: true)"}
+             "static_models": "a static variant (static_latent: true)", "ablation_models": "an +LRD model (lrd: true)"}
 
     def validate(self) -> None:
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"params.yaml: `train.seeds` lists a seed twice: {list(self.seeds)}")
+        for key in ("seeds", "ablation_seeds"):
+            seeds = getattr(self, key)
+            if len(set(seeds)) != len(seeds):
+                raise ConfigError(f"params.yaml: `train.{key}` lists a seed twice: {list(seeds)}")
         listed = [n for kind in self.KINDS for n in getattr(self, kind)]
         twice = sorted({n for n in listed if listed.count(n) > 1})
         if twice:
@@ -146,12 +152,35 @@ class TrainConfig:
             for name in getattr(self, kind):
                 spec = self.spec(name)
                 actual = "lrd_models" if spec.lrd else "static_models" if spec.static_latent else "models"
-                if actual != kind:
+                if actual != kind and not (kind == "ablation_models" and spec.lrd):
                     raise ConfigError(f"params.yaml: `train.{kind}` lists {name!r}, which is not {what}; list it under `train.{actual}`")
 
     @property
     def all_models(self) -> tuple[str, ...]:
+        """The models of the main results table (the ablations have their own)."""
         return self.models + self.lrd_models + self.static_models
+
+    def changes(self, name: str) -> str:
+        """What an +LRD model sets apart from the shared defaults, in words (the ablation table's column)."""
+        spec = self.spec(name)
+        said = [("random temporal kernel" if spec.kernel_init == "random" and spec.arch == "kda" else ""),
+                {"llm": "", "random": "random item vectors", "shuffled": "LLM vectors shuffled across items"}[spec.vectors],
+                "" if spec.reconstruction else "no reconstruction loss",
+                f"K = {spec.latent_types}" if spec.latent_types is not None else "",
+                f"λ = {spec.lrd_weight:g}" if spec.lrd_weight is not None else ""]
+        return ", ".join(s for s in said if s) or "default"
+
+    def base_of(self, name: str) -> str | None:
+        """The model a variant's lift is measured against: the first base model of `train.models`
+        (then of `models`) with the variant's architecture and base settings (lr, layers, heads,
+        dropout, kernel_init); None for a base model."""
+        spec = self.spec(name)
+        if not (spec.lrd or spec.static_latent):
+            return None
+        same = ("arch", "lr", "layers", "heads", "dropout", "kernel_init")
+        candidates = list(self.models) + [m for m in self.specs if m not in self.models]
+        return next((m for m in candidates if not (self.specs[m].lrd or self.specs[m].static_latent)
+                     and all(getattr(self.specs[m], k) == getattr(spec, k) for k in same)), None)
 
     def spec(self, name: str) -> ModelSpec:
         if name not in self.specs:
