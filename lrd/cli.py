@@ -149,6 +149,7 @@ def _print_rows(columns, rows, fmt: str, max_width: int, more: bool = False) -> 
     if fmt == "table":
         click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''}{', more not shown' if more else ''})")
     if more:
+        sys.stdout.flush()  # the table's last line before the note, in a terminal showing both
         click.echo(f"showing the first {len(rows)} rows; raise --limit (0: all) to see more", err=True)
 
 
