@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from lrd.errors import MissingUpstreamError
-from lrd.io import atomic_path, read_json
+from lrd.io import atomic_path, read_json, write_json
 from lrd.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -176,11 +176,7 @@ def dataset_csv(models: dict[str, ModelRuns], gains: dict) -> str:
 
 
 def bar_chart(models: dict[str, ModelRuns], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     names = list(models)
     x = np.arange(len(METRICS))
     width = 0.8 / max(len(names), 1)
@@ -198,8 +194,104 @@ def bar_chart(models: dict[str, ModelRuns], title: str, path: Path) -> None:
     plt.close(fig)
 
 
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def curves_chart(paths: Paths, models: dict[str, ModelRuns], path: Path) -> None:
+    """Dev NDCG@5 per epoch of every run, one colour per model (a line per seed)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, m) in enumerate(models.items()):
+        for j, seed in enumerate(m.seeds):
+            curve = paths.run_curve(name, seed)
+            if not curve.exists():
+                continue
+            rows = list(csv.DictReader(curve.open()))
+            epochs = [int(r["epoch"]) for r in rows]
+            ax.plot(epochs, [float(r["dev_NDCG@5"]) for r in rows], color=colours[i % len(colours)], alpha=0.8, lw=1,
+                    label=f"{name} (n={len(m.seeds)})" if j == 0 else None)
+            best = m.runs[seed]["best_epoch"]
+            if 0 < best <= len(rows):
+                ax.plot([best], [float(rows[best - 1]["dev_NDCG@5"])], "o", color=colours[i % len(colours)], ms=3)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("dev NDCG@5")
+    ax.set_title(f"{paths.dataset}: dev NDCG@5 per epoch, every run (dot: the best epoch, whose weights are tested)")
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, format="png")
+    plt.close(fig)
+
+
+def lifts_chart(paths: Paths, gains: dict, path: Path) -> None:
+    """Each variant's relative lift over its base, per metric, with the 95% CI from the seeds."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    names = list(gains)
+    width = 0.8 / max(len(names), 1)
+    x = np.arange(len(METRICS))
+    for i, name in enumerate(names):
+        base, ls = gains[name]
+        by_metric = {l.metric: l for l in ls}
+        mid = np.array([100 * by_metric[m].relative if m in by_metric else np.nan for m in METRICS])
+        lo = np.array([100 * by_metric[m].ci[0] if m in by_metric else np.nan for m in METRICS])
+        hi = np.array([100 * by_metric[m].ci[1] if m in by_metric else np.nan for m in METRICS])
+        err = np.nan_to_num(np.vstack([mid - lo, hi - mid]), nan=0.0)
+        n = ls[0].n if ls else 0
+        ax.bar(x + i * width, mid, width, yerr=err, capsize=2, label=f"{name} vs {base} (n={n})")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(x + width * (len(names) - 1) / 2, METRICS)
+    ax.set_ylabel("relative lift, % (95% CI over seeds)")
+    ax.set_title(f"{paths.dataset}: lift of each variant over its base model (no bar: fewer than 2 seeds for a CI)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, format="png")
+    plt.close(fig)
+
+
+def discover_chart(curve: Path, path: Path) -> None:
+    """discover's held-out LRD loss and reconstruction accuracy per epoch."""
+    rows = list(csv.DictReader(curve.open()))
+    plt = _pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    epochs = [int(r["epoch"]) for r in rows]
+    for key, ax in (("lrd", a), ("lrd_accuracy", b)):
+        for split in ("train", "holdout"):
+            if f"{split}_{key}" in rows[0]:
+                ax.plot(epochs, [float(r[f"{split}_{key}"]) for r in rows], label=split)
+        ax.set_xlabel("epoch")
+        ax.set_title({"lrd": "LRD loss", "lrd_accuracy": "pairs reconstructed (h beats h⁻)"}[key])
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, format="png")
+    plt.close(fig)
+
+
+def compact_metrics(models: dict[str, ModelRuns], gains: dict) -> dict:
+    """The numbers `dvc metrics show` and `dvc exp show` put first: per model the test means over
+    its seeds (and n), per variant its NDCG@5 / HR@5 lift."""
+    out: dict = {}
+    for name, m in models.items():
+        out[name] = {"n": len(m.seeds), **{metric: round(m.mean_std(metric)[0], 6) for metric in PAPER_METRICS}}
+        if name in gains:
+            for x in gains[name][1]:
+                if x.metric in ("NDCG@5", "HR@5"):
+                    out[name][f"lift_{x.metric}"] = round(x.relative, 6)
+    return out
+
+
 def report_dataset(paths: Paths, model_names: list[str], n_negatives: int | str, bases: dict[str, str | None]) -> dict[str, ModelRuns]:
-    """Write reports/<ds>/results.{md,csv,png}; returns the runs it found."""
+    """Write reports/<ds>/results.{md,csv,png}, curves.png, lifts.png (and discover.png where
+    discover ran) and metrics/<ds>/results.json; returns the runs it found."""
     models = load_runs(paths, model_names)
     if not models:
         raise MissingUpstreamError(f"no finished run under {paths.results}: run `dvc repro` for the train stages of {paths.dataset} first")
@@ -210,6 +302,14 @@ def report_dataset(paths: Paths, model_names: list[str], n_negatives: int | str,
         tmp.write_text(dataset_csv(models, gains))
     with atomic_path(paths.reports / "results.png") as tmp:
         bar_chart(models, paths.dataset, tmp)
+    with atomic_path(paths.reports / "curves.png") as tmp:
+        curves_chart(paths, models, tmp)
+    with atomic_path(paths.reports / "lifts.png") as tmp:
+        lifts_chart(paths, gains, tmp)
+    if paths.discover_curve.exists():
+        with atomic_path(paths.reports / "discover.png") as tmp:
+            discover_chart(paths.discover_curve, tmp)
+    write_json(compact_metrics(models, gains), paths.results_metrics)
     return models
 
 

@@ -6,9 +6,9 @@ below the download is kept per dataset, and every trained model per (dataset, mo
 
     data/raw/<ds>/  data/processed/<ds>/  data/embeddings/<ds>/  data/relations/<ds>/   (DVC cache)
     models/<ds>/discover/  models/<ds>/<model>/<seed>/{best,state}.pt                    (DVC cache)
-    metrics/<ds>/{embed,discover}.json  plots/<ds>/discover.csv                          (git)
+    metrics/<ds>/{embed,discover,results}.json  plots/<ds>/discover.csv                  (git)
     results/<ds>/<model>/<seed>/{metrics.json,ranks.parquet,curve.csv}                   (git)
-    reports/<ds>/results.{md,csv,png}  reports/results.md                                (git)
+    reports/<ds>/{results.{md,csv,png},ablations.md,curves.png,lifts.png}  reports/results.md (git)
 
 Paths are relative to `root`, the repository by default, so a test can point a whole run at a
 temporary folder without changing directory.
@@ -136,6 +136,11 @@ class Paths:
     @property
     def reports(self) -> Path:
         return self.root / "reports" / self.dataset
+
+    @property
+    def results_metrics(self) -> Path:
+        """The dataset's results in numbers only (test means, lifts): what `dvc metrics show` shows."""
+        return self.root / "metrics" / self.dataset / "results.json"
 
     @property
     def summary_report(self) -> Path:

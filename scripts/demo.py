@@ -31,8 +31,10 @@ def main(argv=None) -> int:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(ROOT / name, out / name)
+    shutil.copy(ROOT / ".dvcignore", out / ".dvcignore")
+    pipeline = (ROOT / "dvc.yaml").read_text()  # with the charts of the tiny dataset for `dvc plots show`
+    charts = "".join(f"  - reports/tiny/{c}.png\n" for c in ("curves", "lifts", "discover"))
+    (out / "dvc.yaml").write_text(pipeline[: pipeline.index("\nplots:\n")] + "\nplots:\n" + charts)
     for folder in ("lrd", "stages"):
         shutil.copytree(ROOT / folder, out / folder, ignore=shutil.ignore_patterns("__pycache__"))
     raw = write_recbole(out / "source" / "tiny")  # 40 users, 30 films with genres, years, directors, sequels
@@ -54,6 +56,8 @@ Look at what it made (from that folder):
   lrd relations types                         # predefined and discovered relation types
   lrd relations show --type latent_1          # one latent type's confident pairs, with titles
   lrd matrix status                           # every training run, its state and time
+  dvc metrics show                            # test means and lifts per model
+  dvc plots show                              # the charts (reports/tiny/*.png) in one page
   dvc repro                                   # nothing to do: every stage is cached
 
 The real thing, in the repository: `dvc repro discover@ml-100k` (a few minutes), then

@@ -93,7 +93,7 @@ def test_dvc_yaml_declares_the_paths_the_code_writes():
     for ds in ("${key}", "${item.dataset}"):
         p = Paths(ds)
         per_dataset = {p.raw, p.processed, p.embeddings, p.embed_metrics, p.latent, p.relation_types, p.latent_joint, p.discover_model,
-                       p.discover_metrics, p.discover_curve, p.reports} if ds == "${key}" else {
+                       p.discover_metrics, p.discover_curve, p.reports, p.results_metrics} if ds == "${key}" else {
             p.run_model("${item.model}", "${item.seed}"), p.run_ranks("${item.model}", "${item.seed}"),
             p.run_metrics("${item.model}", "${item.seed}"), p.run_curve("${item.model}", "${item.seed}")}
         for path in per_dataset:
@@ -179,3 +179,26 @@ def test_params_yaml_shows_the_code_defaults(section, cls):
         assert value == expected, f"params.yaml `{section}.{key}` is {value!r}, the code's default {expected!r}"
     for key in SHARED_KEYS:
         assert params[key] == _plain(_defaults(Shared)[key]), key
+
+
+def test_every_dataset_has_its_charts_in_dvc_plots():
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    plots = yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]
+    for name in params["datasets"]:
+        for chart in ("curves", "lifts", "discover"):
+            assert f"reports/{name}/{chart}.png" in plots, f"dvc.yaml `plots:` lacks reports/{name}/{chart}.png"
+
+
+def test_dvc_exp_run_set_changes_only_the_line_it_sets(tmp_path):
+    """`dvc exp run -S key=value` rewrites params.yaml through ruamel: the file is kept in the form
+    that rewrite produces, so an experiment's params diff is the one line it set."""
+    from dvc.utils.serialize import modify_yaml
+
+    path = tmp_path / "params.yaml"
+    before = (REPO / "params.yaml").read_text()
+    path.write_text(before)
+    with modify_yaml(path) as params:
+        params["train"]["patience"] = 7
+    after = path.read_text().splitlines()
+    changed = [(a, b) for a, b in zip(before.splitlines(), after) if a != b]
+    assert len(after) == len(before.splitlines()) and len(changed) == 1 and "patience: 7" in changed[0][1]

@@ -57,7 +57,10 @@ def test_dvc_repro_end_to_end(project):
     again = dvc(project, "repro")
     assert again.returncode == 0 and "Running stage" not in again.stdout  # nothing to do the second time
     shown = dvc(project, "metrics", "show")
-    assert shown.returncode == 0 and "test.NDCG@5" in shown.stdout
+    assert shown.returncode == 0 and "kda_lrd.NDCG@5" in shown.stdout and "kda_lrd.lift_NDCG@5" in shown.stdout
+    assert "git_commit" not in shown.stdout and "failed to load" not in shown.stdout + shown.stderr  # numbers only
+    for chart in ("curves", "lifts", "results", "discover"):
+        assert (project / f"reports/tiny/{chart}.png").stat().st_size > 10_000
 
 
 def test_a_clone_that_pulls_from_a_remote_has_nothing_to_rerun(project, tmp_path):
