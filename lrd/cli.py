@@ -324,7 +324,7 @@ def matrix_run(jobs, rerun_stale, retry_failed, no_record, threads, datasets, mo
     jobs = jobs or default
     wanted = {"pending", "started"} | ({"stale"} if rerun_stale else set()) | ({"failed"} if retry_failed else set())
     current = matrix.states(root, selected, use_dvc=not no_record)
-    todo = [s.cell for s in current if s.state in wanted]
+    todo = matrix.schedule([s.cell for s in current if s.state in wanted], current)
     click.echo(matrix.status_table(current, jobs, 40))
     stale = [s.cell.name for s in current if s.state == "stale"]
     if stale and not rerun_stale:

@@ -223,6 +223,15 @@ def estimate(all_states: list[CellState], default_epochs: int) -> dict[Cell, tup
     return out
 
 
+def schedule(todo: list[Cell], all_states: list[CellState], default_epochs: int = 40) -> list[Cell]:
+    """The order to start cells in: dataset by dataset and seed by seed, as the matrix lists them,
+    so that a model and its +LRD twin finish close together (a paired result early); within a
+    seed, the longest first (the others then fill the slots it leaves)."""
+    eta = estimate(all_states, default_epochs)
+    datasets = list(dict.fromkeys(s.cell.dataset for s in all_states))
+    return sorted(todo, key=lambda c: (datasets.index(c.dataset), c.seed, -(eta.get(c, (0, False))[0] or 0)))
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
