@@ -13,7 +13,9 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet --editable '.[test,scale]'
 	touch $(STAMP)
 
+# params.yaml is checked first: a bad shape (seeds: "2019") would otherwise reach DVC's own parser.
 repro: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/lrd params check
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DVC_NO_ANALYTICS=1 $(VENV)/bin/dvc repro
 
 # The whole pipeline in about a minute on a generated tiny dataset, in demo/.

@@ -17,9 +17,10 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lrd.errors import MissingUpstreamError
+from lrd.errors import DataError, MissingUpstreamError
 from lrd.io import atomic_path, read_json, write_json
 from lrd.paths import Paths
 
@@ -66,7 +67,9 @@ def load_runs(paths: Paths, models: list[str]) -> dict[str, ModelRuns]:
     out = {}
     for name in models:
         folder = paths.results / name
-        runs = {int(p.parent.name): read_json(p) for p in sorted(folder.glob("*/metrics.json")) if p.parent.name.isdigit()}
+        runs = {int(p.parent.name): read_json(p, f"re-run that cell (`dvc repro -f <stage>` of {paths.dataset}-{name}-{p.parent.name}; "
+                                                     "`lrd matrix status` names it)")
+                for p in sorted(folder.glob("*/metrics.json")) if p.parent.name.isdigit()}
         if runs:
             out[name] = ModelRuns(name, runs)
     return out
@@ -91,7 +94,12 @@ def lift(variant: ModelRuns, base: ModelRuns, metric: str, paths: Paths | None =
 
 
 def user_ndcg5(paths: Paths, model: str, seed: int) -> dict[int, float]:
-    table = pq.read_table(paths.run_ranks(model, seed), columns=["split", "user", "rank"]).to_pydict()
+    path = paths.run_ranks(model, seed)
+    try:
+        table = pq.read_table(path, columns=["split", "user", "rank"]).to_pydict()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{path} is not a readable Parquet file ({str(exc)[:80]}): re-run the cell {paths.dataset}-{model}-{seed} "
+                        "(`lrd matrix status` names its stage; `dvc repro -f <stage>`)") from None
     return {u: (1.0 / math.log2(r + 1) if r <= 5 else 0.0) for s, u, r in zip(table["split"], table["user"], table["rank"]) if s == "test"}
 
 
@@ -358,6 +366,8 @@ def report_ablations(paths: Paths, described: dict[str, str], bases: dict[str, s
 def paper_table(results: dict[str, dict[str, ModelRuns]], model_names: list[str]) -> str:
     """Datasets x metrics by models, test means (n seeds), as the paper lays out its main table."""
     shown = [m for m in model_names if any(m in r for r in results.values())]
+    if not shown:  # a table with no model column is not Markdown
+        return "# Results\n\nNo finished run of the models params.yaml lists (`train.models`, `lrd_models`, `static_models`).\n"
     lines = ["# Results", "", "Test means over the seeds each model has (n in brackets); per-dataset details, "
              "spreads and significance in reports/<dataset>/results.md.", "",
              "| dataset | metric | " + " | ".join(shown) + " |", "|---|---|" + "---|" * len(shown)]

@@ -186,6 +186,8 @@ def train_run(run: Run) -> dict:
         state = fit(model, opt, loop, state)
     except ModelError as exc:
         raise ModelError(f"{exc} The best weights so far are in {best}.") from None
+    if main:  # best.pt is the weights evaluated, whatever a damaged file or an interrupted write left there
+        save_best(state.best_state)
     metrics, ranks = evaluate_run(run, model, state)
     metrics.update(resumed_after_epoch=resumed_at, wall_seconds=round(time.perf_counter() - start, 1))
     if not main:

@@ -97,8 +97,17 @@ def json_default(o: Any) -> Any:
     return str(o)  # Path, UUID, ...
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+def read_json(path: str | os.PathLike, fix: str = "re-run the stage that wrote it (`dvc repro -f <stage>`)",
+              expect: type | None = dict) -> Any:
+    """A JSON file a stage wrote; a damaged one (or one of another shape) is a DataError naming it and `fix`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} is not valid JSON ({str(exc)[:80]}): {fix}") from None
+    if expect is not None and not isinstance(data, expect):
+        raise DataError(f"{path} holds a {type(data).__name__}, not a JSON {'object' if expect is dict else expect.__name__}: {fix}")
+    return data
 
 
 def read_parquet(path: str | os.PathLike, stage: str, columns: list[str] | None = None) -> pa.Table:

@@ -432,9 +432,10 @@ def _stop(jobs: list[_Job], logs: Path) -> None:
 
 
 def load(root: Path, params_path: Path | None = None) -> dict:
+    """params.yaml, checked as a whole: a bad value is an error here, not in every cell."""
     from lrd.config.base import load_params
+    from lrd.config.check import check_params
 
     params = load_params(params_path or root / "params.yaml")
-    for name in dataset_names(params):
-        dataset_config(params, name)  # a bad dataset entry is an error here, not in a cell
+    check_params(params)
     return params

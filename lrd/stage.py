@@ -43,6 +43,10 @@ def run_stage(name: str, fn: Callable[[dict], None], params_path: str = "params.
         log.error("%s interrupted; earlier outputs are left as they were", name)
         sys.exit(130)
     except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            log.error("%s failed: cannot write %s (%s); earlier outputs are left as they were. Make that folder writable "
+                      "(`chmod -R u+w`) and run again", name, exc.filename or "an output", exc.strerror)
+            sys.exit(1)
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         log.error("%s failed: the disk is full (%s%s); earlier outputs are left as they were. Free some space "

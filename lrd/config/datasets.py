@@ -74,7 +74,11 @@ def dataset_names(params: dict) -> list[str]:
     datasets = params.get("datasets")
     if not isinstance(datasets, dict) or not datasets:
         raise ConfigError("params.yaml: `datasets` must map at least one dataset name to its format and source")
-    return [str(k) for k in datasets]
+    names = [str(k) for k in datasets]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"params.yaml: dataset {twice[0]!r} is named twice in `datasets` (as a number and as text); keep one")
+    return names
 
 
 def dataset_config(params: dict, name: str | None = None) -> DatasetConfig:

@@ -100,7 +100,7 @@ def ingest(raw: RawDataset, cfg: IngestConfig) -> DatasetTables:
     relation_types, relations, notes = build_relations(
         items_table, raw.links if cfg.item_links else raw.links.slice(0, 0), raw.shared, attributes, cfg.max_items_per_value
     )
-    stats = _stats(interactions, n_users, n_items, relation_types, relations, notes)
+    stats = _stats(interactions, n_users, n_items, relation_types, relations, {**raw.notes, **notes})
     kinds = set(relation_types.column("kind").to_pylist())
     stats.update(
         n_negatives=candidate_stats["n_negatives"],

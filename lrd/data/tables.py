@@ -26,8 +26,9 @@ class DatasetTables:
 
     @classmethod
     def load(cls, paths: Paths) -> "DatasetTables":
-        tables = {name: read_parquet(paths.table(name), "ingest") for name in PROCESSED_TABLES}
-        return cls(**tables, stats=read_json(paths.stats) if paths.stats.exists() else {})
+        stats = read_json(paths.stats, f"re-run `dvc repro -f ingest@{paths.dataset}`") if paths.stats.exists() else {}
+        tables = {name: read_parquet(paths.table(name), f"ingest@{paths.dataset}") for name in PROCESSED_TABLES}
+        return cls(**tables, stats=stats)
 
     def write(self, paths: Paths) -> None:
         """All tables at once: the folder is replaced in one rename."""

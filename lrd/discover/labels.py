@@ -15,10 +15,12 @@ import pyarrow.parquet as pq
 import torch
 
 from lrd import schemas
+from lrd.errors import DataError
 from lrd.graph import RelationGraph, latent_names
 from lrd.io import atomic_path
 from lrd.models.lrd import LatentRelationDiscovery
 from lrd.paths import Paths
+from lrd.train.checkpoint import load_weights
 
 # (keys, heads, tails, latent index, probability, entropy) of one chunk, for a readout
 Observer = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
@@ -96,7 +98,13 @@ def relabel_best_run(paths: Paths, runs: list[tuple[float, str, int]], tables, t
             pq.write_table(schemas.LATENT_RELATIONS.empty_table(), tmp)
         return None
     _, name, seed = max(runs)
+    try:
+        pq.ParquetFile(paths.latent)  # a truncated file fails here, at its footer
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{paths.latent} is not a readable Parquet file ({str(exc)[:80]}): re-run "
+                        f"`dvc repro -f discover@{paths.dataset}`") from None
     graph = RelationGraph.from_tables(tables.relation_types, tables.relations, tables.n_items, kinds=kinds, latent=latent_names(latent_types))
-    state = torch.load(paths.best_checkpoint(name, seed), map_location="cpu", weights_only=True)
+    state = load_weights(paths.best_checkpoint(name, seed), f"re-run the cell {paths.dataset}-{name}-{seed} "
+                         "(`lrd matrix status` names its stage; `dvc repro -f <stage>`)")
     relabel_pairs(paths.latent, paths.latent_joint, state, torch.from_numpy(text), graph, dim, alpha, drop_virtual)
     return name, seed

@@ -194,7 +194,10 @@ def _encode_remote(settings, texts, keys, todo, cache: VectorCache, cached_dim: 
 def _reuse_index(previous: Path | None, digest: str, cfg: EmbedConfig, out: Path) -> dict | None:
     if previous is None or not (previous / "manifest.json").exists():
         return None
-    old = read_json(previous / "manifest.json")
+    try:
+        old = read_json(previous / "manifest.json")
+    except DataError:  # a damaged previous store: nothing to reuse from it
+        return None
     info = dict(old.get("index", {}))
     file = previous / info.get("file", "index.faiss")
     if old.get("vectors_sha256") != digest or old.get("config", {}).get("index") != _config_dict(cfg)["index"] or not file.exists():

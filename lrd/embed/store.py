@@ -88,7 +88,7 @@ class EmbeddingStore:
         path = Path(path)
         if not (path / "manifest.json").exists():
             raise MissingUpstreamError(f"no embedding store at {path}: run `dvc repro embed` first")
-        manifest = read_json(path / "manifest.json")
+        manifest = read_json(path / "manifest.json", "re-run `dvc repro -f embed@<dataset>` (the vectors come back from its cache)")
         try:
             ids = np.load(path / "ids.npy")
             vectors = np.load(path / "vectors.npy", mmap_mode="r")

@@ -202,7 +202,23 @@ def _read_raw(path: Path, dim: int | None, dtype: str, n_items: int):
             f"set `embed.vector_dim` to the vectors' dimension{hint} or check `embed.feat_dtype`"
         )
     matrix = np.memmap(path, dtype=dtype, mode="r").reshape(-1, dim)
+    _check_raw_rows(path, matrix, dim, dtype)
     return pa.array(np.arange(1, len(matrix) + 1, dtype=np.int64)), lambda rows: np.asarray(matrix[rows], dtype=np.float32)
+
+
+def _check_raw_rows(path: Path, matrix: np.ndarray, dim: int, dtype: str) -> None:
+    """A raw file read with the wrong dimension or number type still splits into rows, of
+    garbage: zero rows, NaN, or huge values. A sample of rows must look like vectors."""
+    rows = np.linspace(0, len(matrix) - 1, num=min(len(matrix), 10_000)).astype(np.int64)
+    with np.errstate(all="ignore"):
+        sample = np.asarray(matrix[rows], dtype=np.float64)
+        peak = np.abs(sample).max(axis=1)
+    bad = ~np.isfinite(sample).all(axis=1) | (peak > 1e6) | (peak == 0)
+    if bad.mean() > 0.01:
+        raise DataError(
+            f"{path}: read as {dim}-d {dtype} rows, {bad.mean():.0%} of the rows sampled are all zeros, NaN or beyond 1e6: "
+            "the file holds other numbers than that; check `embed.vector_dim` and `embed.feat_dtype`"
+        )
 
 
 def _check_dim(path: Path, found: int, dim: int | None) -> None:

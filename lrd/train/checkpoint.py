@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lrd.errors import DataError, MissingUpstreamError
 from lrd.io import atomic_path, sha256_file
 from lrd.train.loop import LoopState
 from lrd.train.stopping import StoppingRule
@@ -57,6 +58,19 @@ def save_file(obj, path: Path) -> None:
     torch.save(obj, buffer)
     with atomic_path(path) as tmp:
         Path(tmp).write_bytes(buffer.getbuffer())
+
+
+def load_weights(path: Path, fix: str) -> dict:
+    """A state dict saved by save_file; a damaged or foreign file is a DataError naming it and `fix`."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise MissingUpstreamError(f"{path} does not exist: {fix}") from None
+    except Exception as exc:  # unpickling, zip and EOF errors all mean the same: not our weights
+        raise DataError(f"{path} is not a readable weights file ({type(exc).__name__}: {str(exc)[:80]}): {fix}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(f"{path} holds no state dict of tensors: {fix}")
+    return state
 
 
 @dataclasses.dataclass

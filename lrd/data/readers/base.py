@@ -52,6 +52,7 @@ class RawDataset:
     text_template: the item description (see lrd.data.text).
     model_relations: the predefined relation kinds the models use.
     keep_ids: a pre-split dataset: its split and candidates are kept as stored.
+    notes: counts of what the reader dropped and why, for stats.json.
     """
 
     interactions: pa.Table
@@ -64,6 +65,7 @@ class RawDataset:
     model_relations: tuple[str, ...] = ("attribute",)
     keep_ids: bool = False
     files: dict[str, Path] = dataclasses.field(default_factory=dict)
+    notes: dict[str, int] = dataclasses.field(default_factory=dict)  # what the reader dropped, counted (stats.json)
 
 
 def find_one(folder: Path, patterns: list[str], what: str, required: bool = True) -> Path | None:
@@ -191,9 +193,12 @@ def read_delimited(
     file_for_ours = {rename.get(n, n): n for n in names}
     missing = [c for c in column_types if c not in file_for_ours]
     if missing:
+        other = next((d for d in (",", ";", " ", "\t", "|") if d != delimiter and len(names) == 1 and d in names[0]), None)
+        separator = (f" The header reads as one column split by {other!r}: this file must be separated by {delimiter!r}. "
+                     "Convert the separators" if other else " Rename the header")
         raise DataError(
-            f"{path}: missing column(s) {', '.join(missing)}; the file has {', '.join(names)}. "
-            "Rename the header or choose the matching `format` for the dataset."
+            f"{path}: missing column(s) {', '.join(missing)}; the file has {', '.join(names)}.{separator} "
+            "or choose the matching `format` for the dataset."
         )
     convert = pcsv.ConvertOptions(
         column_types={file_for_ours[c]: t for c, t in column_types.items()},

@@ -44,6 +44,11 @@ _INTEGER = r"^\s*-?\d{1,18}\s*$"  # 18 digits at most: always fits int64
 def read_rechorus(folder: Path, cfg: IngestConfig) -> RawDataset:
     paths = {s: find_one(folder, [f"{s}.csv"], f"ReChorus {s} split ({s}.csv)") for s in SPLITS}
     splits = {s: _read_split(paths[s], with_negatives=s != "train") for s in SPLITS}
+    for s, t in splits.items():
+        if t.num_rows == 0:
+            raise DataError(f"{paths[s]}: no rows after the header; the {s} split needs its interactions. Fix or replace the file.")
+    splits["train"], repeats = _drop_repeats(splits["train"], paths["train"])
+    _check_time_order(splits, paths)
     interactions = pa.concat_tables(
         pa.table(
             {
@@ -81,6 +86,7 @@ def read_rechorus(folder: Path, cfg: IngestConfig) -> RawDataset:
         model_relations=("attribute", "item-item"),  # the reference's: attributes + complement / substitute
         keep_ids=True,
         files=files,
+        notes={"train_rows_repeated_dropped": repeats} if repeats else {},
     )
 
 
@@ -98,6 +104,49 @@ def _read_split(path: Path, with_negatives: bool) -> pa.Table:
     seconds, order = unix_seconds(table.column("time"), path, "time", csv_lines(data))
     table = table.set_column(table.schema.get_field_index("time"), "time", seconds)
     return table if order is None else table.take(pa.array(order))
+
+
+def _drop_repeats(train: pa.Table, path: Path) -> tuple[pa.Table, int]:
+    """Train rows that repeat an earlier row exactly (user, item, time) are dropped, as the protocol
+    drops exact repeats, and the log says how many."""
+    keys = np.stack([train.column(c).to_numpy() for c in ("user_id", "item_id", "time")], axis=1)
+    _, first = np.unique(keys, axis=0, return_index=True)
+    if len(first) == train.num_rows:
+        return train, 0
+    keep = np.sort(first)
+    dropped = np.setdiff1d(np.arange(train.num_rows), keep)
+    log.warning("%s: %d row(s) repeat an earlier row exactly (user, item, time; first at line %d): dropped, as the protocol "
+                "drops exact repeats", path, len(dropped), train.column("line")[int(dropped[0])].as_py())
+    return train.take(pa.array(keep)), len(dropped)
+
+
+def _check_time_order(splits: dict[str, pa.Table], paths: dict[str, Path]) -> None:
+    """Each user's rows must run train, then dev, then test in time (ties allowed), with times in
+    unix seconds after 1970: a history that holds the future, or a time of -100, is an error."""
+    for s, t in splits.items():
+        times = t.column("time").to_numpy()
+        if (times < 0).any():
+            row = int(np.flatnonzero(times < 0)[0])
+            raise DataError(f"{paths[s]}: line {t.column('line')[row].as_py()}, column `time`: {times[row]} is before 1970; "
+                            "times are unix seconds. Fix that line.")
+    for earlier, later in (("train", "dev"), ("dev", "test"), ("train", "test")):
+        a, b = splits[earlier], splits[later]
+        latest = pa.table({"user_id": a.column("user_id"), "time": a.column("time"), "line": a.column("line")}) \
+            .group_by("user_id").aggregate([("time", "max")])
+        joined = pa.table({"user_id": b.column("user_id"), "t_later": b.column("time"), "line_later": b.column("line")}) \
+            .join(latest, "user_id")
+        bad = np.flatnonzero(joined.column("t_later").to_numpy() < joined.column("time_max").to_numpy())
+        if len(bad):
+            row = int(bad[0])
+            user = joined.column("user_id")[row].as_py()
+            t_user = a.filter(pc.equal(a.column("user_id"), user))
+            at = int(np.argmax(t_user.column("time").to_numpy()))
+            raise DataError(
+                f"{paths[later]}: line {joined.column('line_later')[row].as_py()}: user {user}'s {later} row is at time "
+                f"{joined.column('t_later')[row].as_py()}, before their {earlier} row at {t_user.column('time')[at].as_py()} "
+                f"({paths[earlier].name} line {t_user.column('line')[at].as_py()}; {len(bad)} such row{'s' * (len(bad) > 1)}). Each user's rows must run "
+                "train, dev, test in time: fix the times, or split the data again."
+            )
 
 
 def _candidates(path: Path, table: pa.Table, split: str) -> pa.Table:
@@ -143,7 +192,18 @@ def parse_id_lists(column: pa.ChunkedArray, path: Path, name: str, lines: pa.Chu
     numpy's "[12 57  3]" is read too. `lines` gives each row's line in the file (default: row + 2,
     a header and no blank lines).
     """
-    text = pc.utf8_trim(column.combine_chunks(), "[] ")
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    # One bracketed list of ids ("[12, 57, 3]", numpy's "[12 57  3]", "[]"), or an empty field:
+    # "[[12, 57]]", "[12, 57" or "12, 57" would otherwise read as the same ids.
+    shaped = pc.match_substring_regex(column, r"^\s*(\[\s*(-?\d+(\s*,\s*|\s+))*(-?\d+)?\s*\])?\s*$")
+    if pc.all(shaped).as_py() is False:
+        row = int(np.argmin(shaped.to_numpy(zero_copy_only=False)))
+        line = lines[row].as_py() if lines is not None else row + 2
+        raise DataError(
+            f"{path}: line {line}, column `{name}`: {column[row].as_py()!r} is not a list of integer ids "
+            "like [12, 57, 3]. Fix that line."
+        )
+    text = pc.utf8_trim(column, "[] ")
     compact = pc.replace_substring(text, ", ", ",")
     if pc.any(pc.match_substring(compact, " ")).as_py():  # numpy style or odd spacing: the slower regex split
         parts = pc.split_pattern_regex(text, r"\s*,\s*|\s+")
@@ -208,9 +268,18 @@ def _read_item_meta(path: Path, interaction_items: pa.Array) -> tuple[pa.Table, 
     ids = table.column("item_id").combine_chunks()
     duplicate_ids(ids, path, "item_id", lines)
     meta = {"item_id": ids}
+    kept = []
     for a in attrs:
         code = pc.utf8_trim_whitespace(table.column(a))
-        meta[a[2:]] = pc.if_else(pc.is_in(code, value_set=pa.array(["", "0"])), pa.scalar(None, pa.string()), code)
+        # 0 or empty = missing (the reference's coding); so are NaN and friends written by pandas
+        missing = pc.is_in(pc.utf8_lower(code), value_set=pa.array(["", "0", "nan", "none", "null", "<na>"]))
+        values = pc.if_else(missing, pa.scalar(None, pa.string()), code)
+        if values.null_count == len(values):
+            log.warning("%s: column `%s` holds no value (empty, 0 or NaN in every row): no attribute relation from it", path, a)
+            continue
+        meta[a[2:]] = values
+        kept.append(a)
+    attrs = kept
     known = pc.unique(pa.concat_arrays([interaction_items, ids]))
     links = [_relation_links(path, r, ids, table.column(r), known, lines) for r in rels]
     empty = pa.table({"head": pa.array([], pa.int64()), "relation": pa.array([], pa.string()), "tail": pa.array([], pa.int64())})
