@@ -149,20 +149,28 @@ def lock_stages(root: Path) -> set[str]:
     return set((lock.get("stages") or {}).keys())
 
 
-def dvc_changed(root: Path, names: list[str]) -> set[str] | None:
-    """The stages among `names` that `dvc status` would run again; None when DVC cannot tell."""
+def dvc_changed(root: Path, names: list[str]) -> dict[str, bool] | None:
+    """The stages among `names` that `dvc status` would run again, each with whether only outputs
+    are missing here (a clone without the DVC cache: `dvc pull` brings them); None when DVC cannot tell."""
     if not names:
-        return set()
+        return {}
     proc = subprocess.run([sys.executable, "-m", "dvc", "status", "--json", *names], cwd=root, capture_output=True, text=True,
                           env={**os.environ, "DVC_NO_ANALYTICS": "1"})
     try:
-        return set(json.loads(proc.stdout or "{}"))
+        report = json.loads(proc.stdout or "{}")
     except ValueError:
         return None
+    out = {}
+    for name, changes in report.items():
+        kinds = {k: v for change in changes if isinstance(change, dict) for k, v in change.items()}
+        outs = kinds.get("changed outs", {})
+        out[name] = set(kinds) == {"changed outs"} and all(v in ("not in cache", "deleted") for v in outs.values())
+    return out
 
 
 def states(root: Path, selected: list[Cell], use_dvc: bool = True) -> list[CellState]:
-    """The state of each cell. done: results written and dvc.lock up to date for them; stale:
+    """The state of each cell. done: results written and dvc.lock up to date for them (on a clone,
+    perhaps with the weights still to `dvc pull`); stale:
     results written but dvc.lock does not record them (or their code, data or params changed
     since); running: a runner's process is training it; failed: its last run exited with an
     error; started: a resume point, nothing running; pending: nothing yet."""
@@ -180,8 +188,12 @@ def states(root: Path, selected: list[Cell], use_dvc: bool = True) -> list[CellS
         elif metrics is not None:
             if cell.name not in recorded:
                 st.state, st.note = "stale", "not in dvc.lock"
-            elif changed is None or cell.name in changed:
-                st.state, st.note = "stale", "dvc.lock differs (code, data or params changed since)" if changed is not None else "dvc status failed"
+            elif changed is None:
+                st.state, st.note = "stale", "dvc status failed"
+            elif changed.get(cell.name):
+                st.state, st.note = "done", "its weights are not in this workspace: `dvc pull` brings them from a remote"
+            elif cell.name in changed:
+                st.state, st.note = "stale", "dvc.lock differs (code, data or params changed since)"
             else:
                 st.state = "done"
         elif paths.resume_state(cell.model, cell.seed).exists():

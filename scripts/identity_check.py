@@ -6,6 +6,11 @@ computed (test/dev metrics, epochs, each user's rank, the curve without timings)
 
 Identical files are the proof that lets finished cells be recorded with the new code
 (`lrd matrix commit <cell>`) instead of running them again. One thread, a few seconds per model.
+
+With --accept-resume-points, and only when every model is identical, the resume points under
+models/ that the old code saved are marked as the new code's, so that interrupted cells
+continue where they stopped instead of starting over (a resume point names the code that made
+it, and a run refuses one made by other code).
 """
 
 from __future__ import annotations
@@ -41,6 +46,27 @@ def run_cells(code: Path, work: Path, raw: Path, models: list[str], params: dict
             sys.exit(f"{code}: {' '.join(step)} failed:\n{proc.stderr[-2000:]}")
 
 
+def code_fingerprint(code: Path) -> str:
+    """The resume-point fingerprint of the training code in `code`, as a training stage computes it."""
+    probe = "import stages.train_lrd; from lrd.train.checkpoint import code_fingerprint; print(code_fingerprint())"
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=code, env={**os.environ, "PYTHONPATH": str(code)}, capture_output=True,
+                          text=True, check=True)
+    return proc.stdout.strip()
+
+
+def accept_resume_points(old: str, new: str) -> None:
+    import torch
+
+    from lrd.train.checkpoint import save_file
+
+    for state in sorted((ROOT / "models").glob("*/*/*/state.pt")):
+        saved = torch.load(state, map_location="cpu", weights_only=True)
+        if saved["fingerprint"].get("code") == old:
+            saved["fingerprint"]["code"] = new
+            save_file(saved, state)
+            print(f"{state.relative_to(ROOT)}: made by the old code; now resumes with the new")
+
+
 def computed(work: Path, model: str) -> dict:
     folder = work / "results/tiny" / model / "1"
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -55,6 +81,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("commit")
     parser.add_argument("--models", nargs="+", default=["kda", "kda_lrd", "rcf", "sasrec"])
+    parser.add_argument("--accept-resume-points", action="store_true", help="see above")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -70,10 +97,13 @@ def main(argv=None) -> int:
                 (tmp / name).mkdir()
                 run_cells(code, tmp / name, raw, args.models, params)
             same = {m: computed(tmp / "old", m) == computed(tmp / "new", m) for m in args.models}
+            fingerprints = (code_fingerprint(old), code_fingerprint(ROOT))
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT)
     for model, equal in same.items():
         print(f"{model}: {'identical' if equal else 'DIFFERENT'} (metrics, epochs, ranks, curve) between {args.commit} and the working tree")
+    if args.accept_resume_points and all(same.values()):
+        accept_resume_points(*fingerprints)
     return 0 if all(same.values()) else 1
 
 
