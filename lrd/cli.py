@@ -88,11 +88,13 @@ def _resolve_item(query: str, titles: dict[int, str]) -> int:
 
 @main.command()
 @click.argument("item", required=False)
-@click.option("--k", default=10, show_default=True, help="How many neighbours.")
+@click.option("--k", default=10, show_default=True, type=click.IntRange(min=1), help="How many neighbours.")
 @click.option("--text", "free_text", help="Search with free text instead of an item (encodes it with the store's model).")
 @params_option
 def neighbors(item: str | None, k: int, free_text: str | None, params_path: str, dataset: str | None) -> None:
     """Nearest items to ITEM (an item id or a title substring) in the embedding store."""
+    if item and free_text:
+        raise click.UsageError("give an ITEM or --text, not both")
     store, dataset = _store(params_path, dataset)
     titles = _titles(dataset)
     if free_text:
@@ -153,7 +155,8 @@ def _print_rows(columns, rows, fmt: str, max_width: int, more: bool = False) -> 
         click.echo(f"showing the first {len(rows)} rows; raise --limit (0: all) to see more", err=True)
 
 
-@main.command()
+# A query may start with "-" (an SQL comment, "-- ..."): it is an argument, not an unknown option.
+@main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("query", required=False)
 @click.option("--tables", "list_tables", is_flag=True, help="List the tables (views) with their row counts and files, instead of running a query.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=0), help="Print at most this many rows (0: all).")
@@ -190,6 +193,8 @@ def sql(query: str | None, list_tables: bool, limit: int, fmt: str, max_width: i
     if not query or not query.strip():
         raise click.UsageError("give a QUERY (or --tables to see what there is to query)")
     statements = _statement_count(query)
+    if statements == 0:
+        raise click.UsageError("QUERY holds no SQL statement (only comments or whitespace)")
     if statements > 1:
         click.echo(f"{statements} statements given: all run, only the last one's result is shown", err=True)
     # One row more than asked tells whether the limit cut anything off.
@@ -213,25 +218,63 @@ def relations() -> None:
 
 
 @relations.command("show")
-@click.option("--type", "type_spec", required=True, help="Latent relation type: its id (e.g. 28) or name (e.g. latent_2); `lrd relations types` lists them.")
+@click.option("--type", "type_spec", required=True, help="Latent relation type: its name (e.g. latent_7) or id; `lrd relations types` lists them.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many pairs to print.")
-@click.option("--min-probability", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0), help="Leave out pairs below this probability.")
+@click.option("--min-probability", default=None, type=click.FloatRange(0.0, 1.0),
+              help="Leave out pairs below this probability (default: params.yaml discover.min_probability, the confident pairs; 0 shows every pair).")
 @click.option("--joint", is_flag=True, help="Read the relations after joint training (latent_joint.parquet) instead of discover's (latent.parquet).")
 @format_option
 @max_width_option
 @params_option
-def relations_show(type_spec: str, limit: int, min_probability: float, joint: bool, fmt: str, max_width: int, params_path: str, dataset: str | None) -> None:
-    """Pairs of one latent relation type, most probable first, with both items' titles."""
+def relations_show(type_spec: str, limit: int, min_probability: float | None, joint: bool, fmt: str, max_width: int, params_path: str,
+                   dataset: str | None) -> None:
+    """Pairs of one latent relation type, most probable first, with both items' titles (the confident ones unless --min-probability says otherwise)."""
     from lrd.sql import count_pairs, latent_pairs, resolve_latent_type
 
+    if min_probability is None:
+        min_probability = _confident_probability(params_path)
     conn = _connect(params_path, dataset)
     rid, name = resolve_latent_type(conn, type_spec)
     total = count_pairs(conn, rid, min_probability, joint)
+    source = "latent_joint.parquet" if joint else "latent.parquet"
+    if total == 0 and min_probability > 0:
+        every = count_pairs(conn, rid, 0.0, joint)
+        click.echo(f"{name} (id {rid}) has no pairs with probability >= {min_probability:g} in {source} ({every} below it): "
+                   f"`lrd relations types` lists the types that have some; --min-probability 0 shows this one's", err=True)
+        return
     columns, rows = latent_pairs(conn, rid, limit, min_probability, joint)
     if fmt == "table":
-        source = "latent_joint.parquet" if joint else "latent.parquet"
         click.echo(f"{name} (id {rid}): {total} pair(s) with probability >= {min_probability:g} in {source}")
     _print_rows(columns, rows, fmt, max_width, more=total > len(rows))
+
+
+def _confident_probability(params_path: str) -> float:
+    """discover.min_probability of params.yaml: what the readout and the static model call confident."""
+    from lrd.config.base import load_params
+    from lrd.config.train import DiscoverConfig
+
+    return DiscoverConfig.from_params(load_params(params_path)).min_probability
+
+
+@relations.command("readout")
+@click.option("--joint", is_flag=True, help="Read the relations after joint training (latent_joint.parquet) instead of discover's.")
+@click.option("--top", default=5, show_default=True, type=click.IntRange(min=1), help="Top pairs shown per type.")
+@params_option
+def relations_readout(joint: bool, top: int, params_path: str, dataset: str | None) -> None:
+    """Per latent type: its confident pairs, where they come from, how often they share an
+    attribute against random and co-occurring pairs (lift, 95% CI), its top titled pairs; the
+    recall of known relations (ML-100K film series). As reports/<ds>/relations.md."""
+    from lrd.data.tables import DatasetTables
+    from lrd.discover.readout import readout_for
+    from lrd.discover.report import readout_markdown
+    from lrd.io import read_parquet
+
+    _, ds, _ = _context(params_path, dataset)
+    path = ds.paths.latent_joint if joint else ds.paths.latent
+    latent = read_parquet(path, "compare" if joint else "discover", columns=["head", "tail", "relation", "probability", "source"])
+    readout = readout_for(DatasetTables.load(ds.paths), read_parquet(ds.paths.relation_types, "discover"), latent, ds.paths.dataset,
+                          _confident_probability(params_path), top)
+    click.echo(readout_markdown(readout, f"{ds.paths.dataset}: {path.name}", top))
 
 
 @relations.command("types")
@@ -368,3 +411,19 @@ def matrix_commit(cells) -> None:
             raise click.UsageError(f"{name} has not finished: no {cell.paths(root).run_metrics(cell.model, cell.seed)}")
         matrix.commit(root, cell)
         click.echo(f"recorded {name} in dvc.lock")
+
+
+@main.group("params")
+def params_group() -> None:
+    """params.yaml as a whole."""
+
+
+@params_group.command("check")
+@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
+def params_check(params_path: str) -> None:
+    """Check every section of params.yaml (what the `params` stage does before every run)."""
+    from lrd.config.base import load_params
+    from lrd.config.check import check_params
+
+    train = check_params(load_params(params_path))
+    click.echo(f"{params_path}: ok ({len(train.all_models) + len(train.ablation_models)} models)")

@@ -1,6 +1,6 @@
 """compare <dataset>: the results table over every finished run of the dataset
-(reports/<ds>/results.{md,csv,png}), what the lift depends on (reports/<ds>/ablations.md), and discover's pairs labelled again by the best +LRD run
-(data/relations/<ds>/latent_joint.parquet)."""
+(reports/<ds>/results.{md,csv,png}), what the lift depends on (reports/<ds>/ablations.md), discover's pairs labelled again by the best +LRD run
+(data/relations/<ds>/latent_joint.parquet), and the relations readout of both (reports/<ds>/relations.{md,png})."""
 
 import logging
 import sys
@@ -11,6 +11,7 @@ from lrd.config.embed import EmbedConfig
 from lrd.config.train import DiscoverConfig, TrainConfig
 from lrd.data.tables import DatasetTables
 from lrd.discover.labels import relabel_best_run
+from lrd.discover.report import write_relations_report
 from lrd.embed.store import open_store
 from lrd.io import remove_leftovers
 from lrd.stage import run_stage
@@ -34,6 +35,8 @@ def run(params: dict, dataset: str) -> None:
                             discover.alpha, discover.drop_virtual, train.dim)
     if used:
         log.info("discover's pairs labelled again by %s seed %d (best dev NDCG@5 of the +LRD runs) -> %s", *used, paths.latent_joint)
+    if write_relations_report(paths, tables, dataset, discover.min_probability):
+        log.info("relations readout -> %s", paths.reports / "relations.md")
     print((paths.reports / "results.md").read_text())
 
 

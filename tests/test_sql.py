@@ -168,7 +168,7 @@ def test_cli_sql_error_is_one_clean_line(repo):
 
 
 def test_cli_relations_show(repo):
-    result = _cli("relations", "show", "--type", "4")
+    result = _cli("relations", "show", "--type", "4", "--min-probability", "0")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith("latent_1 (id 4): 3 pair(s)")
@@ -176,6 +176,33 @@ def test_cli_relations_show(repo):
     assert "Heat" in lines[4] and "Toy Story" in lines[4]
     by_name = _cli("relations", "show", "--type", "latent_1", "--min-probability", "0.5", "--format", "json")
     assert [r["tail_title"] for r in json.loads(by_name.stdout)] == ["Aliens", "Toy Story"]
+
+
+def test_cli_relations_show_lists_confident_pairs_by_default(repo):
+    """Without --min-probability: the pairs at discover.min_probability (0.5 by default; params.yaml can change it)."""
+    result = _cli("relations", "show", "--type", "latent_1", "--format", "json")
+    assert [r["probability"] for r in json.loads(result.stdout)] == pytest.approx([0.9, 0.6])
+    Path("params.yaml").write_text(yaml.safe_dump({**PARAMS, "discover": {"min_probability": 0.8}}))
+    assert "1 pair(s) with probability >= 0.8" in _cli("relations", "show", "--type", "latent_1").stdout
+
+
+def test_cli_relations_show_says_when_a_type_has_no_confident_pairs(repo):
+    Path("params.yaml").write_text(yaml.safe_dump({**PARAMS, "discover": {"min_probability": 0.95}}))
+    result = _cli("relations", "show", "--type", "latent_2")
+    assert result.exit_code == 0 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no pairs with probability >= 0.95" in lines[0] and "(1 below it)" in lines[0]
+    assert "--min-probability 0" in lines[0] and "lrd relations types" in lines[0]
+
+
+def test_cli_relations_readout(repo):
+    """The readout on the tiny tables: latent_1's confident pairs (1-2, 3-4), their year share, the sources."""
+    result = _cli("relations", "readout")
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| latent_1 |"))
+    assert "2 of 3" in row and "1 / 0 / 1" in row  # cooccur 1-2, both 3-4
+    assert "| 0.500, " in row  # 1-2 share the year bucket 1980, 3-4 do not
+    assert "latent_2" in result.stdout and "**latent_1**" in result.stdout and "| Alien | Aliens | 0.9000 | cooccur |" in result.stdout
 
 
 def test_cli_relations_unknown_type(repo):
@@ -216,3 +243,36 @@ def test_cli_sql_runs_every_statement_and_shows_the_last(repo):
 def test_cli_sql_help_says_files_are_reachable():
     text = " ".join(CliRunner().invoke(main, ["sql", "--help"]).output.split())
     assert "any file you can" in text and "not a sandbox" in text
+
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "sql-queries.md"
+
+
+def test_every_query_in_the_sql_doc_runs(repo):
+    """Each ```sql block of docs/sql-queries.md runs against the views (tiny tables)."""
+    import re
+
+    queries = re.findall(r"```sql\n(.*?)```", DOC.read_text(), flags=re.S)
+    assert len(queries) >= 3
+    conn = open_views(PARAMS)
+    for query in queries:
+        columns, _ = run_query(conn, query)
+        assert columns, query[:80]
+
+
+def test_the_sql_doc_names_each_views_source(repo):
+    """The doc's table of views gives the files open_views reads (with <ds> for the dataset)."""
+    import re
+
+    doc = {}
+    for views, source in re.findall(r"^\| (`[^|]*`)[^|]* \| (`[^|]*`)[^|]*\|$", DOC.read_text(), flags=re.M):
+        for view in re.findall(r"`(\w+)`", views):
+            doc[view] = re.findall(r"`([^`]+)`", source)[0]
+    conn = open_views(PARAMS)
+    for view in tables(conn):
+        assert view in doc, f"docs/sql-queries.md does not list the view {view}"
+    expected = {"items": "data/processed/<ds>/", "relation_types": "data/relations/<ds>/relation_types.parquet",
+                "latent": "data/relations/<ds>/latent.parquet", "ranks": "results/<ds>/<model>/<seed>/ranks.parquet",
+                "embeddings": "data/embeddings/<ds>/<model>/manifest.json"}
+    for view, path in expected.items():
+        assert doc[view].startswith(path), (view, doc[view])

@@ -48,6 +48,42 @@ def test_discover_outputs(ws):
     assert {"reconstruction_accuracy", "relation_usage", "nmi_latent_vs_predefined", "share_items_gaining_latent_relation"} <= set(metrics)
     assert sum(metrics["relation_usage"].values()) == latent.num_rows
     assert P.discover_curve.read_text().startswith("epoch,")
+    readout = metrics["readout"]
+    assert [t["name"] for t in readout["types"]] == ["latent_1", "latent_2", "latent_3"]
+    assert sum(t["pairs"] for t in readout["types"]) == latent.num_rows
+    assert sum(t["confident"] for t in readout["types"]) == int((p >= 0.5).sum()) == readout["confident"]
+    assert readout["attributes_shown"] == ["genres", "year"] and "known" not in readout  # no known relations ship for "tiny"
+    for t in readout["types"]:
+        assert sum(t["sources"].values()) == t["confident"]
+        if t["confident"]:
+            assert set(t["attributes"]) >= {"genres", "year", "genres=Action"} and t["top_pairs"]
+
+
+def test_discover_candidate_and_training_choices(tmp_path_factory):
+    """cooccur_min_count / cooccur_min_pmi keep fewer co-occurring candidates; knn_attributes finds
+    neighbours that share attributes more often than the text alone; train_min_pmi trains."""
+    import numpy as np
+
+    from lrd.data.tables import DatasetTables
+    from lrd.discover.coherence import ItemAttributes
+
+    base_root, _ = upstream_workspace(tmp_path_factory, "ws_default")
+    root, _ = upstream_workspace(tmp_path_factory, "ws_choices", cooccur_min_count=2, cooccur_min_pmi=0.0, train_min_pmi=0.0,
+                                 knn_attributes=1.0, predefined_types=False)
+    before, after = (json.loads((r / P.discover_metrics).read_text()) for r in (base_root, root))
+    assert 0 < after["pairs_cooccur"] < before["pairs_cooccur"]
+    meta = {r: torch.load(r / P.discover_checkpoint, weights_only=False)["meta"]["relations"] for r in (base_root, root)}
+    assert meta[root] == ["any", "latent_1", "latent_2", "latent_3"] and "genres=Action" in meta[base_root]  # predefined_types
+    tables = DatasetTables.load(Paths("tiny", root))
+    attrs = ItemAttributes.from_tables(tables.relation_types, tables.relations, tables.n_items)
+
+    def genre_share(r):
+        latent = pq.read_table(r / P.latent)
+        knn = np.asarray(latent.column("source").to_pylist()) != "cooccur"
+        heads, tails = (latent.column(c).to_numpy()[knn].astype(np.int64) for c in ("head", "tail"))
+        return attrs.shared(heads, tails, ("genres",))["genres"].mean()
+
+    assert genre_share(root) > genre_share(base_root) and genre_share(root) > 0.9
 
 
 def test_discover_needs_two_latent_types(ws):
@@ -235,6 +271,10 @@ def test_compare_reports_seeds_lifts_and_the_joint_relations(ws):
     assert pq.read_table(P.latent_joint).schema == pq.read_table(P.latent).schema
     rows = {r.split(",")[0]: r.split(",") for r in (P.reports / "results.csv").read_text().splitlines()}
     assert int(rows["kda"][2]) >= 3
+    relations = (P.reports / "relations.md").read_text()
+    assert "## discover (latent.parquet)" in relations and "## the best +LRD run's relabelled pairs (latent_joint.parquet)" in relations
+    assert "| type | confident pairs | cooccur / knn / both | genres: share" in relations
+    assert (P.reports / "relations.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_reference_rule_needs_a_window_of_values():

@@ -12,6 +12,7 @@ from torch import nn
 
 from lrd.config.train import DiscoverConfig
 from lrd.graph import RelationGraph
+from lrd.keys import KeySet
 from lrd.models.base import relation_losses
 from lrd.models.batch import Batch
 from lrd.models.blocks import init_normal
@@ -22,14 +23,27 @@ from lrd.train.stopping import Patience
 
 
 class DiscoveryModel(nn.Module):
-    def __init__(self, graph: RelationGraph, d: int, lrd: LatentRelationDiscovery, kg_weight: float):
+    def __init__(self, graph: RelationGraph, d: int, lrd: LatentRelationDiscovery, kg_weight: float, pairs: KeySet | None = None):
+        """pairs: keys head * (n_items + 1) + tail of the (history item, target) pairs that take part
+        in the LRD loss (discover.train_min_pmi); None: every pair."""
         super().__init__()
         self.entities = nn.Embedding(graph.n_entities, d)
         self.relations = nn.Embedding(graph.n_relations, d)
         init_normal(self)
         self.lrd, self.kg_weight = lrd, kg_weight
+        self.pairs, self.base = pairs, graph.n_items + 1
+
+    def focus(self, batch: Batch) -> Batch:
+        """The batch with history positions outside `pairs` turned into padding, so that the LRD
+        terms (which average over real positions) leave them out."""
+        if self.pairs is None:
+            return batch
+        keys = batch.history.numpy().astype(np.int64) * self.base + batch.candidates[:, :1].numpy()
+        history = torch.where(torch.from_numpy(self.pairs.contains(keys)), batch.history, torch.zeros_like(batch.history))
+        return dataclasses.replace(batch, history=history)
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        batch = self.focus(batch)
         terms = relation_losses(batch, self.entities, self.relations.weight, bool(self.kg_weight), self.lrd, order=("lrd", "kg"))
         loss = terms["lrd"] + self.kg_weight * terms["kg"] if "kg" in terms else terms["lrd"]
         return {"loss": loss, **terms}
@@ -39,7 +53,7 @@ class DiscoveryModel(nn.Module):
         """The LRD loss and its parts on held-out pairs, weighted by batch size."""
         self.eval()
         sums, n = {}, 0
-        for b in batches:
+        for b in map(self.focus, batches):
             loss, parts = self.lrd.loss(b.history, b.lrd_negatives, b.candidates[:, 0], b.mask, self.entities, self.relations.weight)
             w = len(b.users)
             for k, v in {"lrd": loss, **parts}.items():

@@ -1,13 +1,21 @@
 """How good the discovered relations look: usage of each latent type, confident pairs, their
-agreement with the predefined item-item types (NMI), and items that gained a relation."""
+agreement with the predefined item-item types (NMI), and items that gained a relation (streamed
+while labelling); and the readout a person reads (relation_readout): per type, how often its
+confident pairs share an attribute against chance, where they come from, its top titled pairs,
+and the recall of known relations."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from lrd.discover.coherence import CI_METHOD, ItemAttributes, attribute_shares, lifts, random_pairs
+from lrd.discover.known import KnownPairs, known_recall, load_known
 from lrd.keys import KeySet
+from lrd.sequences import Sequences
 
 
 @dataclasses.dataclass
@@ -58,3 +66,98 @@ def normalized_mutual_information(contingency: np.ndarray) -> float | None:
     hr = -float((pr[pr > 0] * np.log(pr[pr > 0])).sum())
     hc = -float((pc[pc > 0] * np.log(pc[pc > 0])).sum())
     return mi / ((hr + hc) / 2) if hr + hc > 0 else 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# The readout a person reads: per latent type, do its confident pairs look alike?
+
+BASELINE_PAIRS = 100_000  # random / co-occurring pairs drawn for the chance shares
+
+
+def consecutive_pairs(seqs: Sequences) -> tuple[np.ndarray, np.ndarray]:
+    """(item, the user's next item) of consecutive train interactions: the co-watching baseline,
+    the same whatever candidate pairs discover labelled."""
+    nxt = np.flatnonzero((seqs.split[1:] == 0) & (seqs.split[:-1] == 0) & (seqs.users[1:] == seqs.users[:-1])
+                         & (seqs.items[1:] != seqs.items[:-1]))
+    return seqs.items[nxt].astype(np.int64), seqs.items[nxt + 1].astype(np.int64)
+
+
+def relation_readout(latent: pa.Table, type_names: dict[int, str], attrs: ItemAttributes, titles: np.ndarray, n_items: int,
+                     min_probability: float, cooccur: tuple[np.ndarray, np.ndarray], known: KnownPairs | None = None, top: int = 10,
+                     seed: int = 0) -> dict:
+    """Per latent type: its pairs and confident pairs, where the confident ones come from
+    (co-occurrence, neighbours, both), the share of them that share each attribute against random
+    pairs and the `cooccur` pairs (heads, tails: consecutive_pairs) as a lift with a Wilson CI,
+    and its top pairs with titles; the known relations' recall. `latent`: head, tail, relation,
+    probability, source; `titles`: indexed by item id."""
+    heads = latent.column("head").to_numpy().astype(np.int64)
+    tails = latent.column("tail").to_numpy().astype(np.int64)
+    relation = latent.column("relation").to_numpy().astype(np.int64)
+    prob = latent.column("probability").to_numpy().astype(np.float64)
+    source = np.asarray(pc.cast(latent.column("source"), pa.string()).to_numpy(zero_copy_only=False), dtype=object) if latent.num_rows else np.empty(0, object)
+    shown = attrs.groups
+    rng = np.random.default_rng(seed)
+    co = np.arange(len(cooccur[0]))
+    co = np.sort(rng.choice(co, BASELINE_PAIRS, replace=False)) if len(co) > BASELINE_PAIRS else co
+    baselines = {"random": attribute_shares(attrs, *random_pairs(n_items, BASELINE_PAIRS, seed), tuple(attrs.incidence)),
+                 "cooccur": attribute_shares(attrs, cooccur[0][co], cooccur[1][co], tuple(attrs.incidence))}
+    confident = prob >= min_probability
+    # A fixed pseudo-random order among equal probabilities (many saturate at 1.0), so that the
+    # top pairs are not simply the lowest item ids.
+    tiebreak = (heads * (n_items + 1) + tails) * 2654435761 % (1 << 32)
+    types = []
+    for rid, name in sorted(type_names.items()):
+        mine = relation == rid
+        sel = np.flatnonzero(mine & confident)
+        entry = {"name": name, "id": rid, "pairs": int(mine.sum()), "confident": len(sel),
+                 "sources": {s: int((source[sel] == s).sum()) for s in ("cooccur", "knn", "both")}}
+        if len(sel):
+            shares = attribute_shares(attrs, heads[sel], tails[sel], tuple(attrs.incidence))
+            entry["attributes"] = {a: lifts(shares[a], {b: baselines[b][a] for b in baselines}) for a in attrs.incidence}
+            entry["above_chance"] = [a for a in shown if (entry["attributes"][a]["lift_random_ci"] or [0])[0] > 1]
+            best = sel[np.lexsort((tiebreak[sel], -prob[sel]))[:top]]
+            entry["top_pairs"] = [{"head": int(h), "head_title": str(titles[h]), "tail": int(t), "tail_title": str(titles[t]),
+                                   "probability": round(float(p), 4), "source": str(s)}
+                                  for h, t, p, s in zip(heads[best], tails[best], prob[best], source[best])]
+        types.append(entry)
+    used = [t for t in types if t["confident"]]
+    out = {
+        "min_probability": min_probability,
+        "ci_method": CI_METHOD,
+        "attributes_shown": list(shown),
+        "baselines": {b: {a: s["share"] for a, s in shares.items()} | {"pairs": next(iter(shares.values()))["pairs"] if shares else 0}
+                      for b, shares in baselines.items()},
+        "pairs": int(latent.num_rows),
+        "confident": int(confident.sum()),
+        "types_used": len(used),
+        "types_above_chance": sum(bool(t["above_chance"]) for t in used),
+        "types": types,
+    }
+    if known is not None:
+        out["known"] = known_recall(known, heads, tails, relation, prob, type_names, n_items, 0.5)
+        found_in = set(out["known"]["types"])
+        out["types_above_chance_or_known"] = sum(bool(t["above_chance"]) or t["name"] in found_in for t in used)
+    return out
+
+
+def latent_type_names(relation_types: pa.Table) -> dict[int, str]:
+    """Global id -> name of the latent relation types."""
+    latent = relation_types.filter(pc.equal(relation_types.column("kind"), "latent"))
+    return dict(zip(latent.column("id").to_pylist(), latent.column("name").to_pylist()))
+
+
+def item_titles(items: pa.Table, n_items: int) -> np.ndarray:
+    """Title (else text) of each item, indexed by item id."""
+    titles = np.full(n_items + 1, "", dtype=object)
+    title = pc.if_else(pc.fill_null(pc.not_equal(items.column("title"), ""), False), items.column("title"), items.column("text")) \
+        if "title" in items.column_names else items.column("text")
+    titles[items.column("item").to_numpy()] = np.asarray(title.to_pylist(), dtype=object)
+    return titles
+
+
+def readout_for(tables, relation_types: pa.Table, latent: pa.Table, dataset: str, min_probability: float, top: int = 10) -> dict:
+    """relation_readout for a dataset's processed tables (DatasetTables) and a latent table."""
+    attrs = ItemAttributes.from_tables(tables.relation_types, tables.relations, tables.n_items)
+    seqs = Sequences.from_table(tables.interactions, tables.n_users, tables.n_items)
+    return relation_readout(latent, latent_type_names(relation_types), attrs, item_titles(tables.items, tables.n_items), tables.n_items,
+                            min_probability, consecutive_pairs(seqs), load_known(dataset, tables.items), top)

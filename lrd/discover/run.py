@@ -13,11 +13,15 @@ from lrd.config.train import DiscoverConfig
 from lrd.data.tables import DatasetTables
 from lrd.discover.labels import write_labelled_pairs
 from lrd.discover.model import DiscoveryModel, train_discovery
-from lrd.discover.pairs import cooccur_keys, knn_keys, labelled_groups, predefined_pairs
-from lrd.discover.readout import Readout, normalized_mutual_information
+from lrd.discover.coherence import ItemAttributes
+from lrd.discover.pairs import (EXACT_KNN_MAX_ITEMS, attribute_vectors, cooccur_counts, cooccur_pmi, exact_knn_keys, knn_keys,
+                                labelled_groups, predefined_pairs, strong_cooccur)
+from lrd.discover.readout import Readout, normalized_mutual_information, readout_for
 from lrd.embed.store import EmbeddingStore
+from lrd.errors import ConfigError
 from lrd.graph import RelationGraph, latent_names
-from lrd.io import atomic_path, write_csv, write_json, write_parquet
+from lrd.io import atomic_path, read_parquet, write_csv, write_json, write_parquet
+from lrd.keys import KeySet
 from lrd.models.lrd import LatentRelationDiscovery
 from lrd.paths import Paths
 from lrd.sequences import Sequences
@@ -29,18 +33,26 @@ log = logging.getLogger(__name__)
 
 def discover(tables: DatasetTables, store: EmbeddingStore, cfg: DiscoverConfig, paths: Paths) -> dict:
     """Write the latent triplet table, relation types, checkpoint, metrics and curve; return the metrics."""
-    graph = RelationGraph.from_tables(tables.relation_types, tables.relations, tables.n_items, kinds=tables.model_relations(cfg.model_relations),
-                                      latent=latent_names(cfg.latent_types))
+    kinds = tables.model_relations(cfg.model_relations) if cfg.predefined_types else ()
+    graph = RelationGraph.from_tables(tables.relation_types, tables.relations, tables.n_items, kinds=kinds, latent=latent_names(cfg.latent_types))
     seqs = Sequences.from_table(tables.interactions, tables.n_users, tables.n_items)
     data = TrainingData(seqs, tables.candidates, cfg.history_max, graph)
     kg_weight = graph.kg_weight(cfg.kg_weight, tables.interactions.num_rows)
     log.info("%d items, %d relation types (%d latent), %d training pairs rows, KG weight %.3f",
              tables.n_items, graph.n_relations, cfg.latent_types, data.n_train, kg_weight)
 
+    check_engine(cfg)
+    counts = cooccur_counts(seqs, cfg.history_max)
+    focus = None
+    if cfg.train_min_pmi is not None:
+        focus = KeySet(counts[0][cooccur_pmi(*counts, tables.n_items) >= cfg.train_min_pmi], is_sorted=True)
+        log.info("training on the %d of %d co-occurring pairs with PMI >= %g", len(focus), len(counts[0]), cfg.train_min_pmi)
+
     seed_torch(cfg.seed, torch.device("cpu"))
-    text = torch.from_numpy(store.matrix(tables.n_items))
+    vectors = store.matrix(tables.n_items)
+    text = torch.from_numpy(vectors)
     lrd = LatentRelationDiscovery(text, cfg.dim, graph.n_relations, cfg.alpha, cfg.drop_virtual, cfg.objective)
-    model = DiscoveryModel(graph, cfg.dim, lrd, kg_weight)
+    model = DiscoveryModel(graph, cfg.dim, lrd, kg_weight, focus)
     result = train_discovery(model, data, cfg)
 
     pre_keys, pre_codes, pre_types, no_predefined = predefined_pairs(tables.relations, tables.n_items)
@@ -50,8 +62,17 @@ def discover(tables: DatasetTables, store: EmbeddingStore, cfg: DiscoverConfig, 
 
         rows, n_cooccur, n_knn = ray_engine.label_candidates(paths.latent, lrd, graph, seqs, store, cfg, readout)
     else:
-        cooccur = cooccur_keys(seqs, cfg.history_max)
-        knn, n_knn = knn_keys(store, tables.n_items, cfg.knn)
+        cooccur = counts[0][strong_cooccur(*counts, tables.n_items, cfg.cooccur_min_count, cfg.cooccur_min_pmi)]
+        if cfg.knn_attributes > 0:
+            if tables.n_items > EXACT_KNN_MAX_ITEMS:
+                raise ConfigError(f"params.yaml: `discover.knn_attributes` searches neighbours exactly, up to {EXACT_KNN_MAX_ITEMS:,} items; "
+                                  f"this dataset has {tables.n_items:,}: set it to 0")
+            attrs = ItemAttributes.from_tables(tables.relation_types, tables.relations, tables.n_items)
+            unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            joined = np.concatenate([unit, cfg.knn_attributes * attribute_vectors(attrs.incidence, attrs.groups, tables.n_items)], axis=1)
+            knn, n_knn = exact_knn_keys(joined, cfg.knn)
+        else:
+            knn, n_knn = knn_keys(store, tables.n_items, cfg.knn)
         rows = write_labelled_pairs(paths.latent, lrd, graph, labelled_groups(cooccur, knn, cfg.row_group_size), readout)
         n_cooccur = len(cooccur)
 
@@ -85,9 +106,21 @@ def discover(tables: DatasetTables, store: EmbeddingStore, cfg: DiscoverConfig, 
         "items_gaining_latent_relation": int(gained.sum()),
         "share_items_gaining_latent_relation": float(gained.sum() / len(lacking)),
     }
+    # What a person reads (also reports/<ds>/relations.md): per type, coherence over chance,
+    # sources, top titled pairs; the known relations' recall.
+    relation_types = read_parquet(paths.relation_types, "discover")
+    latent = read_parquet(paths.latent, "discover", columns=["head", "tail", "relation", "probability", "source"])
+    metrics["readout"] = readout_for(tables, relation_types, latent, paths.dataset, cfg.min_probability, top=3)
     write_json(metrics, paths.discover_metrics)
     write_csv(result.curve, paths.discover_curve)
     return metrics
+
+
+def check_engine(cfg: DiscoverConfig) -> None:
+    """The ray engine makes its own candidate pairs: the local engine's choices do not reach it."""
+    if cfg.engine == "ray" and (cfg.knn_attributes > 0 or cfg.cooccur_min_count > 1 or cfg.cooccur_min_pmi is not None):
+        raise ConfigError("params.yaml: `discover.knn_attributes`, `cooccur_min_count` and `cooccur_min_pmi` apply to `discover.engine: local`; "
+                          "set them to 0, 1 and null for `engine: ray`")
 
 
 def checkpoint_meta(cfg: DiscoverConfig, graph: RelationGraph, store: EmbeddingStore) -> dict:
