@@ -40,7 +40,8 @@ def main() -> None:
     Examples:
       lrd neighbors "Toy Story" --k 10
       lrd sql "SELECT kind, count(*) FROM relation_types GROUP BY kind"
-      lrd relations show --type 28 --limit 20
+      lrd relations show --type latent_5 --limit 20
+      lrd relations readout
     """
 
 

@@ -32,6 +32,11 @@ def run(params: dict, dataset: str | None = None) -> None:
              "%d of %d items without a predefined item-item relation gained a confident latent one",
              m["pairs"], paths.latent, m["reconstruction_accuracy"], f"{nmi:.3f}" if nmi is not None else "n/a",
              m["items_gaining_latent_relation"], m["items_without_predefined_relation"])
+    r = m["readout"]
+    known = r.get("known")
+    log.info("%d of %d latent types carry confident pairs, %d of them above chance on some attribute%s (readout in %s)",
+             r["types_used"], len(r["types"]), r["types_above_chance"],
+             f"; known relations confident: {known['found']} of {known['matched']}" if known else "", paths.discover_metrics)
 
 
 if __name__ == "__main__":

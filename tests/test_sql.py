@@ -276,3 +276,11 @@ def test_the_sql_doc_names_each_views_source(repo):
                 "embeddings": "data/embeddings/<ds>/<model>/manifest.json"}
     for view, path in expected.items():
         assert doc[view].startswith(path), (view, doc[view])
+
+
+def test_the_help_example_names_a_latent_type_rather_than_an_id():
+    """Ids shift with the predefined types a dataset has; the name latent_N does not."""
+    import re
+
+    examples = re.findall(r"lrd relations show --type (\S+)", main.help)
+    assert examples and all(re.fullmatch(r"latent_\d+", t) for t in examples)

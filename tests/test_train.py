@@ -61,13 +61,15 @@ def test_discover_outputs(ws):
 
 def test_discover_candidate_and_training_choices(tmp_path_factory):
     """cooccur_min_count / cooccur_min_pmi keep fewer co-occurring candidates; knn_attributes finds
-    neighbours that share attributes more often than the text alone; train_min_pmi trains."""
+    neighbours that share attributes more often than the text alone; train_min_pmi trains;
+    predefined_types: false leaves the predefined types out of discover's model."""
     import numpy as np
 
     from lrd.data.tables import DatasetTables
     from lrd.discover.coherence import ItemAttributes
 
-    base_root, _ = upstream_workspace(tmp_path_factory, "ws_default")
+    base_root, _ = upstream_workspace(tmp_path_factory, "ws_previous", cooccur_min_count=1, cooccur_min_pmi=None, train_min_pmi=None,
+                                      knn_attributes=0.0, predefined_types=True)  # the previous way, each choice off
     root, _ = upstream_workspace(tmp_path_factory, "ws_choices", cooccur_min_count=2, cooccur_min_pmi=0.0, train_min_pmi=0.0,
                                  knn_attributes=1.0, predefined_types=False)
     before, after = (json.loads((r / P.discover_metrics).read_text()) for r in (base_root, root))

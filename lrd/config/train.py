@@ -28,21 +28,24 @@ class DiscoverConfig:
     min_delta: float = param(0.002, ge=0)  # relative held-out loss improvement that counts
     holdout: float = param(0.05, gt=0, lt=0.5)  # share of training rows held out for early stopping
     knn: int = param(10, ge=1)  # FAISS neighbours per item added as candidate pairs
-    # true: the predefined types of model_relations compete with the latent ones for every pair
-    # (as in joint training: the latent types learn what genres and years leave unexplained, which
-    # on ML-100K is co-watching across genres); false: the latent types alone explain every pair.
-    predefined_types: bool = True
+    # true (the previous way, as in joint training): the predefined types of model_relations
+    # compete with the latent ones for every pair, so the latent types learn what genres and years
+    # leave unexplained: on ML-100K co-watching across genres. false: the latent types alone
+    # explain every pair (on ML-100K and Office each type's pairs then share attributes above
+    # chance; almost every pair is confident). The readout: metrics/<ds>/discover.json, reports/<ds>/relations.md.
+    predefined_types: bool = False
     # Neighbours by text and attributes: the unit LLM vector joined with this weight times the
     # item's attribute values (genres, year bucket, category, brand) as a unit vector, searched
     # exactly (up to 200k items). 0: FAISS neighbours of the LLM vectors alone (the previous way).
     knn_attributes: float = param(0.0, ge=0, le=100)
-    # Co-occurring pairs beyond popularity. The candidate pairs labelled: co-occurring pairs seen
-    # at least cooccur_min_count times with PMI >= cooccur_min_pmi (null: every co-occurring
-    # pair, the previous way). Training: only (history item, target) pairs with PMI >=
-    # train_min_pmi take part in the reconstruction (null: every pair, the previous way).
-    cooccur_min_count: int = param(1, ge=1)
-    cooccur_min_pmi: float | None = param(None, ge=-20, le=20)
-    train_min_pmi: float | None = param(None, ge=-20, le=20)
+    # Co-occurring pairs beyond popularity (PMI = log of how much more often a pair co-occurs than
+    # its items' counts predict). The candidate pairs labelled: co-occurring pairs seen at least
+    # cooccur_min_count times with PMI >= cooccur_min_pmi (1, null: every co-occurring pair, the
+    # previous way). Training: only (history item, target) pairs with PMI >= train_min_pmi take
+    # part in the reconstruction (null: every pair, the previous way).
+    cooccur_min_count: int = param(2, ge=1)
+    cooccur_min_pmi: float | None = param(1.0, ge=-20, le=20)
+    train_min_pmi: float | None = param(1.0, ge=-20, le=20)
     min_probability: float = param(0.5, ge=0, le=1)  # "confident" latent relation, for the readout and the static model
     row_group_size: int = param(1_000_000, ge=1)
     # Candidate pairs and their labels: local (this process) or ray (a Ray Data job on the cluster at

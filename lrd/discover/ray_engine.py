@@ -28,6 +28,7 @@ from lrd.discover.labels import LABELLED, Observer, label_chunk, pair_tables, wr
 from lrd.discover.pairs import cooccur_keys_at, knn_keys_at, labelled_groups, train_occurrences
 from lrd.embed.store import EmbeddingStore
 from lrd.graph import RelationGraph
+from lrd.keys import KeySet
 from lrd.models.lrd import LatentRelationDiscovery
 from lrd.sequences import Sequences
 
@@ -50,7 +51,7 @@ class BucketLabeller:
     """A Ray actor: the candidate pairs of a head range, labelled (LABELLED rows)."""
 
     def __init__(self, store: str, k: int, sequences: dict, occurrences: np.ndarray, history_max: int, tables: list,
-                 latent: tuple[int, int], latent_ids: np.ndarray, threads: int):
+                 latent: tuple[int, int], latent_ids: np.ndarray, threads: int, cooccur_keep: np.ndarray | None = None):
         import faiss
         import torch
 
@@ -63,11 +64,15 @@ class BucketLabeller:
             warnings.simplefilter("ignore", UserWarning)
             self.tables = tuple(torch.from_numpy(t) for t in tables)
         self.latent, self.latent_ids = slice(*latent), latent_ids
+        # discover.cooccur_min_count / cooccur_min_pmi: the co-occurring pairs kept (None: all)
+        self.cooccur_keep = None if cooccur_keep is None else KeySet(cooccur_keep, is_sorted=True)
 
     def candidates(self, lo: int, hi: int, first: int, last: int):
         """(keys, source) of the bucket's pairs, as the local engine groups them (pairs.labelled_groups)."""
         s = self.sequences
         cooccur = cooccur_keys_at(s["items"], s["users"], s["split"], self.occurrences[first:last], self.history_max, self.n_items)
+        if self.cooccur_keep is not None:
+            cooccur = cooccur[self.cooccur_keep.contains(cooccur)]
         knn = knn_keys_at(self.store, np.arange(lo, hi), self.k, self.n_items)[0] if self.k else np.empty(0, np.int64)
         return labelled_groups(cooccur, knn, max(len(cooccur), len(knn), 1))
 
@@ -79,8 +84,9 @@ class BucketLabeller:
 
 
 def label_candidates(path: Path, lrd: LatentRelationDiscovery, graph: RelationGraph, seqs: Sequences, store: EmbeddingStore,
-                     cfg: DiscoverConfig, observe: Observer) -> tuple[int, int, int]:
-    """Write the labelled candidate pairs to `path` from a Ray job. Returns (rows, co-occurrence pairs, kNN pairs)."""
+                     cfg: DiscoverConfig, observe: Observer, cooccur_keep: np.ndarray | None = None) -> tuple[int, int, int]:
+    """Write the labelled candidate pairs to `path` from a Ray job; `cooccur_keep`: the sorted keys of
+    the co-occurring pairs to keep (None: all). Returns (rows, co-occurrence pairs, kNN pairs)."""
     ray = connect("discover.engine")
     n_items = graph.n_items
     k = max(0, min(cfg.knn, n_items - 1))
@@ -91,7 +97,7 @@ def label_candidates(path: Path, lrd: LatentRelationDiscovery, graph: RelationGr
         "store": str(Path(store.path).resolve()), "k": k, "history_max": cfg.history_max, "occurrences": occurrences,
         "sequences": {"items": seqs.items, "users": seqs.users, "split": seqs.split},
         "tables": [t.numpy() for t in pair_tables(lrd)], "latent": (graph.latent.start, graph.latent.stop),
-        "latent_ids": np.asarray(graph.global_ids)[graph.latent].astype(np.int16),
+        "latent_ids": np.asarray(graph.global_ids)[graph.latent].astype(np.int16), "cooccur_keep": cooccur_keep,
     }
     rows, counts = run_buckets(ray, path, buckets, BucketLabeller, args, n_items + 1, observe, cfg.ray_workers)
     return rows, counts["cooccur"], counts["knn"]

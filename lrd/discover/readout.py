@@ -134,9 +134,16 @@ def relation_readout(latent: pa.Table, type_names: dict[int, str], attrs: ItemAt
         "types": types,
     }
     if known is not None:
-        out["known"] = known_recall(known, heads, tails, relation, prob, type_names, n_items, 0.5)
-        found_in = set(out["known"]["types"])
-        out["types_above_chance_or_known"] = sum(bool(t["above_chance"]) or t["name"] in found_in for t in used)
+        k = out["known"] = known_recall(known, heads, tails, relation, prob, type_names, n_items, 0.5)
+        # What the recall is worth: the share of all labelled pairs that are confident (a random
+        # candidate's chance), and per type how much more often the known pairs land in it than
+        # confident pairs in general (a type that gathers series: lift well above 1).
+        at_half = prob >= 0.5
+        k["confident_share_of_pairs"] = float(at_half.mean()) if len(prob) else None
+        sizes = {t["name"]: int((at_half & (relation == t["id"])).sum()) for t in types}
+        k["type_lift"] = {name: (n / k["found"]) / (sizes[name] / at_half.sum()) for name, n in k["types"].items()}
+        gathers = {name for name, lift in k["type_lift"].items() if lift > 1 and k["types"][name] >= 3}
+        out["types_above_chance_or_known"] = sum(bool(t["above_chance"]) or t["name"] in gathers for t in used)
     return out
 
 

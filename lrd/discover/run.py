@@ -60,7 +60,9 @@ def discover(tables: DatasetTables, store: EmbeddingStore, cfg: DiscoverConfig, 
     if cfg.engine == "ray":
         from lrd.discover import ray_engine  # imported here only: nothing loads Ray unless an engine is ray
 
-        rows, n_cooccur, n_knn = ray_engine.label_candidates(paths.latent, lrd, graph, seqs, store, cfg, readout)
+        keep = strong_cooccur(*counts, tables.n_items, cfg.cooccur_min_count, cfg.cooccur_min_pmi)
+        rows, n_cooccur, n_knn = ray_engine.label_candidates(paths.latent, lrd, graph, seqs, store, cfg, readout,
+                                                             None if keep.all() else counts[0][keep])
     else:
         cooccur = counts[0][strong_cooccur(*counts, tables.n_items, cfg.cooccur_min_count, cfg.cooccur_min_pmi)]
         if cfg.knn_attributes > 0:
@@ -117,10 +119,9 @@ def discover(tables: DatasetTables, store: EmbeddingStore, cfg: DiscoverConfig, 
 
 
 def check_engine(cfg: DiscoverConfig) -> None:
-    """The ray engine makes its own candidate pairs: the local engine's choices do not reach it."""
-    if cfg.engine == "ray" and (cfg.knn_attributes > 0 or cfg.cooccur_min_count > 1 or cfg.cooccur_min_pmi is not None):
-        raise ConfigError("params.yaml: `discover.knn_attributes`, `cooccur_min_count` and `cooccur_min_pmi` apply to `discover.engine: local`; "
-                          "set them to 0, 1 and null for `engine: ray`")
+    """The ray engine's workers search the FAISS index: exact neighbours by text and attributes are the local engine's."""
+    if cfg.engine == "ray" and cfg.knn_attributes > 0:
+        raise ConfigError("params.yaml: `discover.knn_attributes` applies to `discover.engine: local`; set it to 0 for `engine: ray`")
 
 
 def checkpoint_meta(cfg: DiscoverConfig, graph: RelationGraph, store: EmbeddingStore) -> dict:
