@@ -149,6 +149,7 @@ def train_run(run: Run) -> dict:
 
     Under DDP every rank runs this; rank 0 alone writes files, every rank resumes from them."""
     start = time.perf_counter()
+    commit = git_commit()  # the code this run computes with: a run can outlast several commits
     main = run.ranks.main
     if main:
         remove_leftovers(run.paths.run_model(run.name, run.seed), run.paths.run_results(run.name, run.seed))
@@ -189,7 +190,7 @@ def train_run(run: Run) -> dict:
     if main:  # best.pt is the weights evaluated, whatever a damaged file or an interrupted write left there
         save_best(state.best_state)
     metrics, ranks = evaluate_run(run, model, state)
-    metrics.update(resumed_after_epoch=resumed_at, wall_seconds=round(time.perf_counter() - start, 1))
+    metrics.update(git_commit=commit, resumed_after_epoch=resumed_at, wall_seconds=round(time.perf_counter() - start, 1))
     if not main:
         return metrics
     write_parquet(ranks, run.paths.run_ranks(run.name, run.seed))
@@ -234,12 +235,15 @@ def evaluate_run(run: Run, model: Recommender, state: LoopState) -> tuple[dict, 
     return metrics, table
 
 
-def provenance(device: torch.device) -> dict:
-    """Which code and machine produced a result."""
+def git_commit() -> str:
     try:
         commit = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
+    return commit or "unknown"
+
+
+def provenance(device: torch.device) -> dict:
+    """Which code and machine produced a result."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    return {"git_commit": commit or "unknown", "device": f"{device.type}: {name}", "threads": torch.get_num_threads(),
-            "torch": torch.__version__}
+    return {"git_commit": git_commit(), "device": f"{device.type}: {name}", "threads": torch.get_num_threads(), "torch": torch.__version__}
