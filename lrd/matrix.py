@@ -29,7 +29,7 @@ from typing import Callable, Iterable
 
 import yaml
 
-from lrd.config.datasets import dataset_config, dataset_names
+from lrd.config.datasets import dataset_names
 from lrd.config.train import TrainConfig
 from lrd.errors import ConfigError, LRDError
 from lrd.paths import Paths
@@ -163,8 +163,10 @@ def dvc_changed(root: Path, names: list[str]) -> dict[str, bool] | None:
     out = {}
     for name, changes in report.items():
         kinds = {k: v for change in changes if isinstance(change, dict) for k, v in change.items()}
-        outs = kinds.get("changed outs", {})
-        out[name] = set(kinds) == {"changed outs"} and all(v in ("not in cache", "deleted") for v in outs.values())
+        # Missing here, not changed: the files a clone without the DVC cache lacks.
+        missing = set(kinds) <= {"changed outs", "changed deps"} and all(
+            isinstance(v, str) and v in ("not in cache", "deleted") for group in kinds.values() for v in group.values())
+        out[name] = missing
     return out
 
 
@@ -191,7 +193,7 @@ def states(root: Path, selected: list[Cell], use_dvc: bool = True) -> list[CellS
             elif changed is None:
                 st.state, st.note = "stale", "dvc status failed"
             elif changed.get(cell.name):
-                st.state, st.note = "done", "its weights are not in this workspace: `dvc pull` brings them from a remote"
+                st.state, st.note = "done", "its inputs or weights are not in this workspace: `dvc pull` brings them from a remote"
             elif cell.name in changed:
                 st.state, st.note = "stale", "dvc.lock differs (code, data or params changed since)"
             else:

@@ -4,7 +4,6 @@ one clear error naming the file or field and the fix, or is handled and said so.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 from pathlib import Path
 

@@ -86,7 +86,7 @@ def test_two_cells_at_once_match_one_after_the_other(project, tmp_path):
 
 def test_a_stopped_runner_leaves_every_cell_resumable(project, tmp_path):
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["train"]["max_epochs"] = 40  # long enough to stop it mid-way
+    params["train"].update(max_epochs=200, patience=200)  # long enough to stop it mid-way
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     runner = subprocess.Popen([sys.executable, "-c", "from lrd.cli import main; main()", "matrix", "run", "--jobs", "2"], cwd=project,
                               env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -75,6 +75,8 @@ def test_a_clone_that_pulls_from_a_remote_has_nothing_to_rerun(project, tmp_path
         shutil.copy(project / name, clone / name) if clone.exists() else (clone.mkdir(), shutil.copy(project / name, clone / name))
     for folder in ("lrd", "stages", "results", "metrics", "plots", "reports"):
         shutil.copytree(project / folder, clone / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (clone / "data").mkdir()
+    shutil.copy(project / "data/params-checked", clone / "data/params-checked")  # tracked in git (cache: false)
     assert dvc(clone, "init", "--no-scm", "-q").returncode == 0
     before = dvc(clone, "status")
     assert "not in cache" in before.stdout + before.stderr or "deleted" in before.stdout  # what a clone without the cache would rerun
@@ -87,6 +89,31 @@ def test_a_clone_that_pulls_from_a_remote_has_nothing_to_rerun(project, tmp_path
     assert pull.returncode == 0, pull.stderr[-2000:]
     after = dvc(clone, "status", "--json")
     assert json.loads(after.stdout) == {}, after.stdout[:2000]
+
+
+def test_a_params_change_reruns_the_check_but_not_what_follows_it(project):
+    """The params stage depends on all of params.yaml; its output stays the same while params are
+    valid, so a change reruns only the stages that read the changed key."""
+    original = (project / "params.yaml").read_text()
+    try:
+        _params_change(project)
+    finally:
+        (project / "params.yaml").write_text(original)
+        assert dvc(project, "repro", "params").returncode == 0  # the check recorded for the original params again
+
+
+def _params_change(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["heads"] = params["train"]["heads"]  # the same value, written again
+    params["discover"]["max_epochs"] = params["discover"]["max_epochs"] + 1  # only discover (and after it) reads this
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run = dvc(project, "repro", "params", "download@tiny", "ingest@tiny", "embed@tiny")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Running stage 'params'" in run.stdout and "Running stage 'ingest@tiny'" not in run.stdout
+    params["trian"] = {"seeds": [1]}  # a typo anywhere fails the run at once, even with every stage up to date
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    bad = dvc(project, "repro", "ingest@tiny")
+    assert bad.returncode != 0 and "unknown top-level key(s) `trian`" in bad.stdout + bad.stderr
 
 
 def stale_after(project: Path, change) -> set[str]:
@@ -102,7 +129,9 @@ def stale_after(project: Path, change) -> set[str]:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         repo = Repo(str(project))
-        changed = {name.split(":")[-1] for name in repo.status()}
+        # The params stage reruns on any change to params.yaml, but its output stays the same
+        # while params are valid: nothing after it reruns on its account.
+        changed = {name.split(":")[-1] for name in repo.status()} - {"params"}
         graph = repo.index.graph
         stages = {s.addressing.split(":")[-1]: s for s in graph.nodes}
         return changed | {a.addressing.split(":")[-1] for name in changed if name in stages for a in nx.ancestors(graph, stages[name])}
