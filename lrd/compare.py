@@ -285,15 +285,13 @@ def discover_chart(curve: Path, path: Path) -> None:
 
 
 def compact_metrics(models: dict[str, ModelRuns], gains: dict) -> dict:
-    """The numbers `dvc metrics show` and `dvc exp show` put first: per model the test means over
-    its seeds (and n), per variant its NDCG@5 / HR@5 lift."""
+    """What `dvc metrics show` shows: per model the test NDCG@5 and HR@5 means over its seeds and
+    n, per variant its NDCG@5 lift (reports/<ds>/results.md has the rest)."""
     out: dict = {}
-    for name, m in models.items():
-        out[name] = {"n": len(m.seeds), **{metric: round(m.mean_std(metric)[0], 6) for metric in PAPER_METRICS}}
+    for name, m in models.items():  # few columns per model: one row per dataset has to fit a terminal
+        out[name] = {"n": len(m.seeds), **{metric: round(m.mean_std(metric)[0], 4) for metric in ("NDCG@5", "HR@5")}}
         if name in gains:
-            for x in gains[name][1]:
-                if x.metric in ("NDCG@5", "HR@5"):
-                    out[name][f"lift_{x.metric}"] = round(x.relative, 6)
+            out[name].update({f"lift_{x.metric}": round(x.relative, 4) for x in gains[name][1] if x.metric == "NDCG@5"})
     return out
 
 
