@@ -189,8 +189,8 @@ def train_run(run: Run) -> dict:
         raise ModelError(f"{exc} The best weights so far are in {best}.") from None
     if main:  # best.pt is the weights evaluated, whatever a damaged file or an interrupted write left there
         save_best(state.best_state)
-    metrics, ranks = evaluate_run(run, model, state)
-    metrics.update(git_commit=commit, resumed_after_epoch=resumed_at, wall_seconds=round(time.perf_counter() - start, 1))
+    metrics, ranks = evaluate_run(run, model, state, commit)
+    metrics.update(resumed_after_epoch=resumed_at, wall_seconds=round(time.perf_counter() - start, 1))
     if not main:
         return metrics
     write_parquet(ranks, run.paths.run_ranks(run.name, run.seed))
@@ -201,7 +201,7 @@ def train_run(run: Run) -> dict:
     return metrics
 
 
-def evaluate_run(run: Run, model: Recommender, state: LoopState) -> tuple[dict, pa.Table]:
+def evaluate_run(run: Run, model: Recommender, state: LoopState, commit: str) -> tuple[dict, pa.Table]:
     """The best weights' ranks on dev and test (and among all items, when asked): metrics and the ranks table."""
     t0 = time.perf_counter()
     ranks = {"dev": candidate_ranks(model, run.data, "dev", run.scoring), "test": candidate_ranks(model, run.data, "test", run.scoring)}
@@ -230,7 +230,7 @@ def evaluate_run(run: Run, model: Recommender, state: LoopState) -> tuple[dict, 
         "seconds_per_epoch": round(state.train_seconds / epochs, 2),
         "eval_seconds": round(state.eval_seconds + eval_seconds, 1),
         **({"processes": run.ranks.world} if run.ranks.world > 1 else {}),  # one-process metrics as they were
-        **provenance(run.device),
+        **provenance(run.device, commit),
     }
     return metrics, table
 
@@ -243,7 +243,7 @@ def git_commit() -> str:
     return commit or "unknown"
 
 
-def provenance(device: torch.device) -> dict:
-    """Which code and machine produced a result."""
+def provenance(device: torch.device, commit: str) -> dict:
+    """Which code (`commit`, taken when the run started) and machine produced a result."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    return {"git_commit": git_commit(), "device": f"{device.type}: {name}", "threads": torch.get_num_threads(), "torch": torch.__version__}
+    return {"git_commit": commit, "device": f"{device.type}: {name}", "threads": torch.get_num_threads(), "torch": torch.__version__}

@@ -31,7 +31,8 @@ import yaml
 
 from lrd.config.datasets import dataset_names
 from lrd.config.train import TrainConfig
-from lrd.errors import ConfigError, LRDError
+from lrd.errors import ConfigError, DataError, LRDError
+from lrd.io import read_json
 from lrd.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -119,11 +120,11 @@ def _pid_alive(pid_file: Path) -> bool:
 
 
 def _read_json(path: Path) -> dict | None:
+    """A run's metrics.json, or None when it is missing or damaged (the cell then counts as not finished)."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        return read_json(path)
+    except (OSError, DataError):
         return None
-    return data if isinstance(data, dict) else None
 
 
 def _progress(state_file: Path) -> tuple[int, float | None, float | None]:
@@ -177,7 +178,7 @@ def states(root: Path, selected: list[Cell], use_dvc: bool = True) -> list[CellS
     since); running: a runner's process is training it; failed: its last run exited with an
     error; started: a resume point, nothing running; pending: nothing yet."""
     recorded = lock_stages(root)
-    changed = dvc_changed(root, [c.name for c in selected if c.name in recorded]) if use_dvc else set()
+    changed = dvc_changed(root, [c.name for c in selected if c.name in recorded]) if use_dvc else {}
     out = []
     for cell in selected:
         paths, logs = cell.paths(root), logs_dir(root)

@@ -75,6 +75,7 @@ def test_two_cells_at_once_match_one_after_the_other(project, tmp_path):
     assert json.loads(status.stdout) == {}  # dvc.lock records both: nothing to do for DVC
     after = lrd(project, "matrix", "status")
     assert "2 done of 2 cells" in after.stdout
+    assert "2 done of 2 cells" in lrd(project, "matrix", "status", "--no-dvc").stdout  # as on a machine without DVC
     sequential = tmp_path / "seq"
     shutil.copytree(project, sequential, symlinks=True)
     for folder in ("results", "models", "logs"):
