@@ -18,6 +18,16 @@ Per model of --models (the params.yaml settings, as `train` runs it):
    ranks on a machine of few cores the ranks share the cores: this checks the launch path and
    its overhead, not a speed-up.
 
+4. only with --against COMMIT (instead of 1-3): that commit's code (a git worktree) side by side
+   with the working tree's, on the same data, alternating between the two --repeats times, each
+   in a fresh process at --threads (default 1) and --precision (fp32 and auto when not given):
+   training seconds per epoch (--batches batches, scaled to the whole epoch, after one untimed
+   epoch that pays any compilation), seconds to rank the dev split (after one untimed ranking),
+   the first epoch's and first ranking's extra seconds (compilation), the epoch (training +
+   dev ranking), each new/old ratio, and the dev ranking's GFLOP/s: the model's multiply-adds
+   (docs/performance.md) x 2 over the seconds. The worker imports `lrd` from each tree and reads
+   that tree's params.yaml; the data is this tree's.
+
 --dataset: a processed folder (<root>/data/processed/<ds>; run ingest first) or `amazon-like`:
 the Office-shaped generator (benchmarks/amazon_like.py, --users x --items) ingested into a
 temporary folder. +LRD models read the dataset's embedding store when there is one, else random
@@ -28,6 +38,7 @@ unit vectors of 384 dims (the speed does not depend on their values). Every file
     python benchmarks/bench_train.py --dataset amazon-like            # Office-sized synthetic data
     python benchmarks/bench_train.py --batches 20 --epochs 1 --repeats 1 --eval-users 4,32   # quicker
     python benchmarks/bench_train.py --ddp 2 --models kda --batches 100                       # 1 process vs 2 ranks
+    python benchmarks/bench_train.py --dataset data/processed/Office --against 1225e19 --batches 40   # old vs new code
 """
 
 from __future__ import annotations
@@ -174,6 +185,111 @@ def ddp_worker(args: argparse.Namespace, params: dict, cfg: TrainConfig, dcfg: D
               flush=True)
 
 
+def score_macs(channels: int, history: int, d: int = 64, layers: int = 5) -> int:
+    """Multiply-adds of one (user, candidate) score of RCF/KDA: the relational attention over the
+    history (logits and weighted sum) and `layers` rounds of self-attention across the channels
+    (q/k/v, two feed-forward layers, the R x R attention's two products)."""
+    return 2 * channels * history * d + layers * (channels * 5 * d * d + 2 * channels * channels * d)
+
+
+def side_worker(args: argparse.Namespace) -> None:
+    """Section 4, one (code version, model, precision) in this process: `lrd` is the tree's on sys.path."""
+    import lrd
+    from lrd.train.device import autocast
+
+    tree = Path(lrd.__file__).resolve().parents[1]
+    params = load_params(tree / "params.yaml")
+    cfg, dcfg = TrainConfig.from_params(params), DiscoverConfig.from_params(params)
+    cfg = dataclasses.replace(cfg, threads=args.threads or 1, precision=args.precision)
+    torch.set_num_threads(cfg.threads)
+    paths = dataset_paths(args.dataset, params, Path(args.side_worker))
+    tables = DatasetTables.load(paths)
+    name = args.models
+    text = item_vectors(paths, params, tables.n_items)[0] if cfg.model(name, dcfg).lrd else None
+    run = prepare(name, args.seed, tables, cfg, dcfg, paths, text)
+    seed_torch(run.seed, run.device)
+    model = run.model() if hasattr(run, "model") else build_model(run.cfg, run.catalog).to(run.device)
+    opt = optimizer_for(model, cfg.spec(name).lr, cfg.l2)
+    data, graph, size = run.data, run.catalog.graph, cfg.batch_size
+    full = -(-data.n_train // size)
+    n = min(args.batches, full) if args.batches else full
+
+    def epoch(rng: np.random.Generator) -> float:
+        model.train()
+        t = time.perf_counter()
+        for batch in itertools.islice(data.epoch(rng, size, graph.n_triples > 0, run.cfg.lrd), n):
+            with autocast(run.device, run.amp):
+                loss = model.losses(batch.to(run.device))["loss"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return (time.perf_counter() - t) * full / n
+
+    def rank() -> float:
+        t = time.perf_counter()
+        candidate_ranks(model, data, "dev", run.scoring)
+        return time.perf_counter() - t
+
+    rng = np.random.default_rng(args.seed)
+    first_train, train = epoch(rng), epoch(rng)
+    first_dev, dev = rank(), rank()
+    ev = data.eval["dev"]
+    macs = score_macs(graph.n_relations, data.history_max, run.cfg.dim, run.cfg.layers) * ev.candidates.size
+    print(RESULT_TAG + json.dumps({
+        "train": train, "dev": dev, "compile": (first_train - train) + (first_dev - dev), "channels": graph.n_relations,
+        "dev_gflops": 2 * macs / dev / 1e9, "users_per_call": run.scoring.users_per_call, "amp": str(run.amp or "fp32"),
+        "compiled": bool(getattr(run, "compiled", False)),
+    }), flush=True)
+
+
+def side_by_side(args: argparse.Namespace) -> None:
+    """Section 4: --against's code and the working tree's, alternating."""
+    from lrd.train.device import cpu_has_bf16, cpu_model
+
+    with tempfile.TemporaryDirectory(prefix="bench_against_") as tmp_name:
+        tmp = Path(tmp_name)
+        old = tmp / "old"
+        subprocess.run(["git", "worktree", "add", "--detach", str(old), args.against], cwd=REPO, check=True, capture_output=True)
+        try:
+            trees = {args.against: old, "working tree": REPO}
+            # auto is fp32 where the CPU lacks native bf16: timed once then
+            precisions = [args.precision] if args.precision else ["fp32", "auto"] if cpu_has_bf16() else ["fp32"]
+            dataset = args.dataset if args.dataset == "amazon-like" else str(Path(args.dataset).resolve())
+            report("cpu", f"{cpu_model()} ({'AVX-512' if 'avx512f' in Path('/proc/cpuinfo').read_text() else 'no AVX-512'}; "
+                          f"native bf16: {cpu_has_bf16()})")
+            report("threads", args.threads or 1)
+            results: dict[tuple, list[dict]] = {}
+            for _ in range(args.repeats):
+                for name in args.models.split(","):
+                    for precision in precisions:
+                        for version, tree in trees.items():
+                            worker = [sys.executable, str(Path(__file__).resolve()), "--side-worker", str(tmp / "work"),
+                                      "--dataset", dataset, "--models", name, "--precision", precision, "--seed", str(args.seed),
+                                      "--batches", str(args.batches), "--threads", str(args.threads or 1)]
+                            env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": str(args.threads or 1)}
+                            out = subprocess.run(worker, cwd=tree, env=env, stdout=subprocess.PIPE, text=True, check=True).stdout
+                            line = next(x for x in out.splitlines()[::-1] if x.startswith(RESULT_TAG))
+                            results.setdefault((name, precision, version), []).append(json.loads(line[len(RESULT_TAG):]))
+            for name in args.models.split(","):
+                for precision in precisions:
+                    best = {v: {k: min(r[k] for r in results[(name, precision, v)]) for k in ("train", "dev", "compile")}
+                            | {k: results[(name, precision, v)][0][k] for k in ("channels", "users_per_call", "amp", "compiled")}
+                            for v in trees}
+                    for v, b in best.items():
+                        tag = f"{name}_{precision}_{'old' if v == args.against else 'new'}"
+                        b["epoch"] = b["train"] + b["dev"]
+                        report(f"{tag}_setting", f"{b['amp']}, compiled {b['compiled']}, {b['users_per_call']} users/call, R = {b['channels']}")
+                        for k in ("train", "dev", "epoch", "compile"):
+                            report(f"{tag}_{k}_seconds", b[k])
+                        ev_flop = max(r["dev_gflops"] * r["dev"] for r in results[(name, precision, v)])
+                        report(f"{tag}_dev_gflops", ev_flop / b["dev"])
+                    o, nw = best[args.against], best["working tree"]
+                    for k in ("train", "dev", "epoch"):
+                        report(f"{name}_{precision}_{k}_speedup", o[k] / nw[k])
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=REPO, check=False, capture_output=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="data/processed/ml-100k", help="a processed folder, or amazon-like")
@@ -189,7 +305,13 @@ def main() -> None:
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None, help="default: train.precision")
     ap.add_argument("--ddp", type=int, default=0, help="section 3 only: 1 process vs N DDP ranks")
     ap.add_argument("--ddp-worker", help=argparse.SUPPRESS)  # one rank of section 3, writing below this folder
+    ap.add_argument("--against", help="section 4 only: a git commit to time side by side with the working tree")
+    ap.add_argument("--side-worker", help=argparse.SUPPRESS)  # one version of section 4, temporary files below this folder
     args = ap.parse_args()
+    if args.side_worker:
+        return side_worker(args)
+    if args.against:
+        return side_by_side(args)
 
     params = load_params()
     cfg, dcfg = TrainConfig.from_params(params), DiscoverConfig.from_params(params)

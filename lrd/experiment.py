@@ -31,9 +31,9 @@ from lrd.sequences import Sequences
 from lrd.temporal import gap_spectra
 from lrd.train.batches import TrainingData
 from lrd.train.checkpoint import ResumePoint, code_fingerprint, files_fingerprint, save_file
-from lrd.train.device import autocast_dtype, seed_torch
+from lrd.train.device import autocast_dtype, compile_model, compiles, cpu_model, seed_torch
 from lrd.train.distributed import Ranks
-from lrd.train.evaluation import Scoring, candidate_ranks, full_ranks
+from lrd.train.evaluation import Scoring, candidate_ranks, full_ranks, users_per_call
 from lrd.train.loop import Loop, LoopState, fit, optimizer_for
 from lrd.train.stopping import Patience, ReferenceRule, StoppingRule
 
@@ -55,6 +55,7 @@ class Run:
     device: torch.device
     amp: torch.dtype | None
     ranks: Ranks = Ranks()  # several processes (DDP): this one's place among them
+    compiled: bool = False  # losses and scores through torch.compile (lrd.train.device.compile_model)
 
     @property
     def label(self) -> str:
@@ -62,7 +63,16 @@ class Run:
 
     @property
     def scoring(self) -> Scoring:
-        return Scoring(self.train.eval_users, self.amp, self.device, self.ranks)
+        channels = self.catalog.graph.n_relations if self.catalog.graph else 1
+        users = self.train.eval_users or users_per_call(self.data.eval["dev"].candidates.shape[1], channels)
+        return Scoring(users, self.amp, self.device, self.ranks)
+
+    def model(self) -> Recommender:
+        """The run's model, on its device, compiled where the run says so."""
+        model = build_model(self.cfg, self.catalog).to(self.device)
+        if self.compiled:
+            compile_model(model)
+        return model
 
 
 def prepare(name: str, seed: int, tables: DatasetTables, train: TrainConfig, discover: DiscoverConfig, paths: Paths,
@@ -84,7 +94,10 @@ def prepare(name: str, seed: int, tables: DatasetTables, train: TrainConfig, dis
         inputs.append(paths.latent)
     fingerprint = files_fingerprint(inputs) + ("" if text is None else "-" + _array_hash(text))
     device = ranks.device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return Run(name, seed, cfg, train, paths, catalog, data, fingerprint, device, autocast_dtype(train.precision, device), ranks)
+    # Not SASRec (padded positions take part in its attention: nothing to gain from a fixed
+    # shape), nor several processes (DDP's hooks and a compiled graph are left untried).
+    compiled = cfg.arch != "sasrec" and ranks.world == 1 and compiles(train.compile, device)
+    return Run(name, seed, cfg, train, paths, catalog, data, fingerprint, device, autocast_dtype(train.precision, device), ranks, compiled)
 
 
 def ablated_vectors(text: np.ndarray, vectors: str, seed: int) -> np.ndarray:
@@ -137,7 +150,7 @@ def fingerprint(run: Run) -> dict:
         "run": [run.paths.dataset, run.name, run.seed],
         "model": dataclasses.asdict(run.cfg),
         "train": {"lr": t.spec(run.name).lr, "l2": t.l2, "batch_size": t.batch_size, "eval_users": t.eval_users, "stopping": t.stopping,
-                  "patience": t.patience, "min_epochs": t.min_epochs, "precision": t.precision,
+                  "patience": t.patience, "min_epochs": t.min_epochs, "precision": t.precision, "compiled": run.compiled,
                   "relations": run.catalog.graph.names if run.catalog.graph else None},
         "data": run.data_fingerprint,
         "code": code_fingerprint(),
@@ -154,8 +167,7 @@ def train_run(run: Run) -> dict:
     if main:
         remove_leftovers(run.paths.run_model(run.name, run.seed), run.paths.run_results(run.name, run.seed))
     seed_torch(run.seed, run.device)
-    model = build_model(run.cfg, run.catalog)
-    model.to(run.device)
+    model = run.model()
     opt = optimizer_for(model, run.train.spec(run.name).lr, run.train.l2)
     resume = ResumePoint(run.paths.resume_state(run.name, run.seed), fingerprint(run))
     rng, stopper = np.random.default_rng(run.seed), stopping_rule(run.train)
@@ -225,7 +237,8 @@ def evaluate_run(run: Run, model: Recommender, state: LoopState, commit: str) ->
         **({"test_full_ranking": ranking_metrics(ranks["test_full"])} if "test_full" in ranks else {}),
         "relation_channels": graph.n_relations if graph else 0,
         "parameters": parameter_count(model),
-        "precision": str(run.amp or "fp32"),
+        "precision": str(run.amp or "fp32").removeprefix("torch."),
+        "compiled": run.compiled,
         "train_seconds": round(state.train_seconds, 1),
         "seconds_per_epoch": round(state.train_seconds / epochs, 2),
         "eval_seconds": round(state.eval_seconds + eval_seconds, 1),
@@ -246,4 +259,5 @@ def git_commit() -> str:
 def provenance(device: torch.device, commit: str) -> dict:
     """Which code (`commit`, taken when the run started) and machine produced a result."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    return {"git_commit": commit, "device": f"{device.type}: {name}", "threads": torch.get_num_threads(), "torch": torch.__version__}
+    return {"git_commit": commit, "device": f"{device.type}: {name}", "cpu": cpu_model() or platform.machine(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__}

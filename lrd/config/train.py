@@ -134,7 +134,9 @@ class TrainConfig:
     heads: int = param(4, ge=1)
     n_dft: int = param(64, ge=2)
     batch_size: int = param(256, ge=1)
-    eval_users: int = param(4, ge=1)  # users scored at once in evaluation (x 100 candidates); bounds memory
+    # users scored at once in evaluation (x 100 candidates); null: as many as keep one call's
+    # activations within a core's L2 cache (lrd.train.evaluation.users_per_call)
+    eval_users: int | None = param(None, ge=1)
     max_epochs: int = param(200, ge=1)
     # reference: the LRD code's rule (past min_epochs, stop when the last `patience` dev values
     # never rose, or when the best is min_epochs back); patience: stop after `patience` epochs
@@ -147,6 +149,9 @@ class TrainConfig:
     lrd_weight: float = param(10.0, ge=0)  # λ
     precision: typing.Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the CPU/GPU has it
     threads: int | None = param(None, ge=1)  # torch CPU threads (default: torch's choice)
+    # auto: torch.compile (inductor) the relational models where a C++ compiler (CPU) or Triton
+    # (GPU) is found, 2-3x faster; inductor: always; none: eager (lrd.train.device.compile_model)
+    compile: typing.Literal["auto", "inductor", "none"] = "auto"
     full_ranking: bool = False  # also rank every item (minus the user's earlier ones) at test time
     # Several processes (DDP; README "Training on several processes"): a torchrun launch always
     # trains as its ranks; `ddp` makes `stages/run train` (so DVC) start `processes` ranks itself.

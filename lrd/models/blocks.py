@@ -40,7 +40,15 @@ def relational_attention(
 
 class ChannelSelfAttention(nn.Module):
     """L rounds of multi-head self-attention across the R relation channels, weights shared by
-    all rounds (as in the reference): z = FFN(MHA(x)); x = LayerNorm(x + z)."""
+    all rounds (as in the reference): z = FFN(MHA(x)); x = LayerNorm(x + z).
+
+    One arithmetic, three layouts, each the fastest where it runs (docs/performance.md): eager,
+    tokens x features with the fused attention kernel (torch's softmax over rows of R <= 13
+    values costs more than the matmuls around it); compiled for training, features x tokens, so
+    that the R x R attention, its softmax and the LayerNorm become element-wise work across
+    thousands of tokens instead of tiny matrices (1.2-1.6x the compiled tokens-x-features form);
+    compiled for inference, tokens x features with matmul + softmax, which inductor fuses.
+    """
 
     def __init__(self, d: int, heads: int, layers: int):
         super().__init__()
@@ -54,24 +62,49 @@ class ChannelSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: N x R x d -> N x R x d."""
-        n, r, d = x.shape
-        dk = d // self.heads
+        d = x.shape[-1]
         # Under autocast every op would cast its inputs again; run the block in one dtype
         # instead (the autocast dtype, weights cast once per call) with autocast off.
         dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
         with torch.autocast(x.device.type, enabled=False):
-            x = x.to(dtype)
             w_qkv = self.qkv.weight.to(dtype)
-            w_qkv = torch.cat([w_qkv[:d] / math.sqrt(dk), w_qkv[d:]])  # fold the 1/sqrt(dk) scale into W_q
-            w1, b1, w2, b2 = (t.to(dtype) for t in (self.ff1.weight, self.ff1.bias, self.ff2.weight, self.ff2.bias))
-            g, beta = self.norm.weight.to(dtype), self.norm.bias.to(dtype)
-            for _ in range(self.layers):
-                q, k, v = F.linear(x, w_qkv).view(n, r, 3, self.heads, dk).permute(2, 0, 3, 1, 4)
-                att = torch.softmax(torch.matmul(q, k.transpose(-1, -2)).float(), dim=-1).to(dtype)
-                z = torch.matmul(att, v).transpose(1, 2).reshape(n, r, d)
-                z = F.linear(F.relu(F.linear(z, w1, b1)), w2, b2)
-                x = F.layer_norm(x + z, (d,), g, beta, self.norm.eps)
+            w_qkv = torch.cat([w_qkv[:d] / math.sqrt(d // self.heads), w_qkv[d:]])  # fold the 1/sqrt(dk) scale into W_q
+            weights = (w_qkv, *(t.to(dtype) for t in (self.ff1.weight, self.ff1.bias, self.ff2.weight, self.ff2.bias,
+                                                      self.norm.weight, self.norm.bias)))
+            if not torch.compiler.is_compiling():
+                return self._tokens_by_features(x.to(dtype), weights, fused=True)
+            if self.training:
+                return self._features_by_tokens(x.to(dtype), weights)
+            return self._tokens_by_features(x.to(dtype), weights, fused=False)
+
+    def _tokens_by_features(self, x: torch.Tensor, weights: tuple, fused: bool) -> torch.Tensor:
+        n, r, d = x.shape
+        w_qkv, w1, b1, w2, b2, g, beta = weights
+        for _ in range(self.layers):
+            q, k, v = F.linear(x, w_qkv).view(n, r, 3, self.heads, d // self.heads).unbind(2)  # N x R x heads x dk
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+            if fused:
+                z = F.scaled_dot_product_attention(q, k, v, scale=1.0)
+            else:
+                z = torch.matmul(torch.softmax(torch.matmul(q, k.transpose(-1, -2)).float(), dim=-1).to(x.dtype), v)
+            z = F.linear(F.relu(F.linear(z.transpose(1, 2).reshape(n, r, d), w1, b1)), w2, b2)
+            x = F.layer_norm(x + z, (d,), g, beta, self.norm.eps)
         return x
+
+    def _features_by_tokens(self, x: torch.Tensor, weights: tuple) -> torch.Tensor:
+        n, r, d = x.shape
+        w_qkv, w1, b1, w2, b2, g, beta = weights
+        xt = x.permute(2, 1, 0).reshape(d, r * n)  # d x (R N): every op below runs along the N tokens
+        for _ in range(self.layers):
+            q, k, v = (w_qkv @ xt).view(3, self.heads, d // self.heads, r, n)
+            att = torch.softmax((q[:, :, :, None] * k[:, :, None]).sum(1).float(), dim=2).to(x.dtype)  # heads x R x R x N
+            z = (att[:, None] * v[:, :, None]).sum(3).reshape(d, r * n)
+            z = torch.addmm(b2[:, None], w2, F.relu(torch.addmm(b1[:, None], w1, z)))
+            xt = xt + z
+            mean = xt.mean(0)
+            var = (xt - mean).square().mean(0)  # biased, as layer_norm
+            xt = (xt - mean) * torch.rsqrt(var + self.norm.eps) * g[:, None] + beta[:, None]
+        return xt.view(d, r, n).permute(2, 1, 0)
 
 
 class TemporalKernel(nn.Module):

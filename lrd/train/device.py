@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 from pathlib import Path
 
 import torch
+from torch import nn
 
 
 def cpu_has_bf16() -> bool:
@@ -43,3 +45,46 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
+
+
+def compiles(setting: str, device: torch.device) -> bool:
+    """Whether `train.compile` = setting compiles the relational models on this device: "auto"
+    where a C++ compiler (CPU) or Triton (GPU) is found, "inductor" always, "none" never."""
+    if setting == "auto":
+        return _compiler_available(device)
+    return setting == "inductor"
+
+
+def compile_model(model: nn.Module) -> None:
+    """Replace the model's `losses` and `scores` by torch.compile'd versions (inductor).
+
+    Same arithmetic in another order: scores equal to the eager ones within float noise
+    (tests/test_fast_paths.py). The first batch of each shape pays the compilation (10-60 s,
+    cached on disk across runs); batches are always history_max wide, so shapes are few.
+    """
+    # One graph per batch shape: a training run sees two (full batches and the last one), an
+    # evaluation one per call size; without this, the second shape would turn every later
+    # call into slower shape-generic code.
+    torch._dynamo.config.automatic_dynamic_shapes = False
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 16)
+    model.losses = torch.compile(model.losses)
+    model.scores = torch.compile(model.scores)
+
+
+def _compiler_available(device: torch.device) -> bool:
+    if device.type == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return False
+        return True
+    return device.type == "cpu" and any(shutil.which(cc) for cc in ("g++", "c++", "clang++"))
+
+
+def cpu_model() -> str:
+    """The CPU's model name, as lscpu shows it ("" where /proc/cpuinfo does not say)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
