@@ -73,6 +73,7 @@ def tiny_params(raw: Path, **overrides) -> dict:
             "patience": 1,
             "precision": "fp32",
             "threads": 1,
+            "compile": "none",  # compiling costs more than these tiny runs; tests/test_fast_paths.py checks it
         },
     }
     params.update(overrides)

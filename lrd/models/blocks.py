@@ -42,12 +42,11 @@ class ChannelSelfAttention(nn.Module):
     """L rounds of multi-head self-attention across the R relation channels, weights shared by
     all rounds (as in the reference): z = FFN(MHA(x)); x = LayerNorm(x + z).
 
-    One arithmetic, three layouts, each the fastest where it runs (docs/performance.md): eager,
-    tokens x features with the fused attention kernel (torch's softmax over rows of R <= 13
-    values costs more than the matmuls around it); compiled for training, features x tokens, so
-    that the R x R attention, its softmax and the LayerNorm become element-wise work across
-    thousands of tokens instead of tiny matrices (1.2-1.6x the compiled tokens-x-features form);
-    compiled for inference, tokens x features with matmul + softmax, which inductor fuses.
+    One arithmetic in two layouts, each the fastest where it runs (docs/performance.md). Eager:
+    tokens x features with torch's fused attention kernel (its plain softmax over rows of R <= 13
+    values costs more than the matmuls around it). Compiled (torch.compile): features x tokens,
+    so that the R x R attention, its softmax and the LayerNorm become element-wise loops along
+    thousands of tokens, which inductor fuses, instead of thousands of tiny matrices.
     """
 
     def __init__(self, d: int, heads: int, layers: int):
@@ -71,40 +70,39 @@ class ChannelSelfAttention(nn.Module):
             w_qkv = torch.cat([w_qkv[:d] / math.sqrt(d // self.heads), w_qkv[d:]])  # fold the 1/sqrt(dk) scale into W_q
             weights = (w_qkv, *(t.to(dtype) for t in (self.ff1.weight, self.ff1.bias, self.ff2.weight, self.ff2.bias,
                                                       self.norm.weight, self.norm.bias)))
-            if not torch.compiler.is_compiling():
-                return self._tokens_by_features(x.to(dtype), weights, fused=True)
-            if self.training:
+            if torch.compiler.is_compiling():
                 return self._features_by_tokens(x.to(dtype), weights)
-            return self._tokens_by_features(x.to(dtype), weights, fused=False)
+            return self._tokens_by_features(x.to(dtype), weights)
 
-    def _tokens_by_features(self, x: torch.Tensor, weights: tuple, fused: bool) -> torch.Tensor:
+    def _tokens_by_features(self, x: torch.Tensor, weights: tuple) -> torch.Tensor:
         n, r, d = x.shape
         w_qkv, w1, b1, w2, b2, g, beta = weights
         for _ in range(self.layers):
             q, k, v = F.linear(x, w_qkv).view(n, r, 3, self.heads, d // self.heads).unbind(2)  # N x R x heads x dk
-            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-            if fused:
-                z = F.scaled_dot_product_attention(q, k, v, scale=1.0)
-            else:
-                z = torch.matmul(torch.softmax(torch.matmul(q, k.transpose(-1, -2)).float(), dim=-1).to(x.dtype), v)
+            z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale=1.0)
             z = F.linear(F.relu(F.linear(z.transpose(1, 2).reshape(n, r, d), w1, b1)), w2, b2)
             x = F.layer_norm(x + z, (d,), g, beta, self.norm.eps)
         return x
 
-    def _features_by_tokens(self, x: torch.Tensor, weights: tuple) -> torch.Tensor:
+    def _features_by_tokens(self, x: torch.Tensor, weights: tuple, lanes: int = 16) -> torch.Tensor:
+        """Tokens in groups of `lanes` (one AVX-512 register of fp32): features x groups x R x lanes,
+        so that the attention's loops finish one group's R x R x lanes values while they are in
+        cache (1.2x the ungrouped layout in training); the sequences padded to whole groups."""
         n, r, d = x.shape
         w_qkv, w1, b1, w2, b2, g, beta = weights
-        xt = x.permute(2, 1, 0).reshape(d, r * n)  # d x (R N): every op below runs along the N tokens
+        groups = -(-n // lanes)
+        x = F.pad(x, (0, 0, 0, 0, 0, groups * lanes - n))
+        xt = x.view(groups, lanes, r, d).permute(3, 0, 2, 1).reshape(d, -1)  # d x (groups R lanes)
         for _ in range(self.layers):
-            q, k, v = (w_qkv @ xt).view(3, self.heads, d // self.heads, r, n)
-            att = torch.softmax((q[:, :, :, None] * k[:, :, None]).sum(1).float(), dim=2).to(x.dtype)  # heads x R x R x N
-            z = (att[:, None] * v[:, :, None]).sum(3).reshape(d, r * n)
+            q, k, v = (w_qkv @ xt).view(3, self.heads, d // self.heads, groups, r, lanes)
+            att = torch.softmax((q[:, :, :, :, None] * k[:, :, :, None]).sum(1).float(), dim=3).to(x.dtype)  # heads x groups x R x R x lanes
+            z = (att[:, None] * v[:, :, :, None]).sum(4).reshape(d, -1)
             z = torch.addmm(b2[:, None], w2, F.relu(torch.addmm(b1[:, None], w1, z)))
             xt = xt + z
             mean = xt.mean(0)
             var = (xt - mean).square().mean(0)  # biased, as layer_norm
             xt = (xt - mean) * torch.rsqrt(var + self.norm.eps) * g[:, None] + beta[:, None]
-        return xt.view(d, r, n).permute(2, 1, 0)
+        return xt.view(d, groups, r, lanes).permute(1, 3, 2, 0).reshape(groups * lanes, r, d)[:n]
 
 
 class TemporalKernel(nn.Module):

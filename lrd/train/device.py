@@ -55,8 +55,9 @@ def compiles(setting: str, device: torch.device) -> bool:
     return setting == "inductor"
 
 
-def compile_model(model: nn.Module) -> None:
-    """Replace the model's `losses` and `scores` by torch.compile'd versions (inductor).
+def compile_model(model: nn.Module, backend: str = "inductor") -> None:
+    """Replace the model's `losses` and `scores` by torch.compile'd versions (inductor; the tests
+    also use "aot_eager": the same traced arithmetic run by eager kernels, without compiling C++).
 
     Same arithmetic in another order: scores equal to the eager ones within float noise
     (tests/test_fast_paths.py). The first batch of each shape pays the compilation (10-60 s,
@@ -67,8 +68,8 @@ def compile_model(model: nn.Module) -> None:
     # call into slower shape-generic code.
     torch._dynamo.config.automatic_dynamic_shapes = False
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 16)
-    model.losses = torch.compile(model.losses)
-    model.scores = torch.compile(model.scores)
+    model.losses = torch.compile(model.losses, backend=backend)
+    model.scores = torch.compile(model.scores, backend=backend)
 
 
 def _compiler_available(device: torch.device) -> bool:

@@ -14,11 +14,11 @@ from lrd.train.device import autocast
 from lrd.train.distributed import Ranks
 
 
-# Channel tokens (users x candidates x relation channels) per evaluation call: their activations
-# (q, k, v, the feed-forward layers; 64-wide fp32) then stay within a core's L2 cache. Measured on
-# Office (docs/performance.md): KDA+LRD (13 channels) ranks dev 1.3x faster at 1 user per call
-# than at 4, and 1.9x than at 64.
-CALL_TOKENS = 2048
+# Channel tokens (users x candidates x relation channels) per evaluation call: enough to keep
+# the per-call overhead small, few enough that a call's activations stay near a core's L2 cache.
+# Measured on Office, compiled, 1 thread (docs/performance.md): KDA+LRD (13 channels) ranks dev
+# in 31.1 / 29.5 / 25.1 / 32.6 s at 1 / 2 / 4 / 8 users per call; KDA (5) in 8.7 s at 1, 7.1 s at 4.
+CALL_TOKENS = 5200
 
 
 def users_per_call(candidates: int, channels: int) -> int:
