@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20")
 PAPER_METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
 ALPHA = 0.05
+MIN_SEEDS_FOR_MARK = 3  # below this, a p-value is shown but never starred: two seeds are an anecdote
 
 
 @dataclasses.dataclass
@@ -59,7 +60,7 @@ class Lift:
     relative: float  # (mean variant − mean base) / mean base
     ci: tuple[float, float]  # 95% interval of the same, from the paired per-seed differences
     p_seeds: float  # paired t-test over seeds
-    p_users: float | None = None  # Wilcoxon signed-rank over users (seeds pooled), NDCG@5 only
+    p_users: float | None = None  # Wilcoxon signed-rank over users of their NDCG@5 averaged over the seeds, NDCG@5 only
 
 
 def load_runs(paths: Paths, models: list[str]) -> dict[str, ModelRuns]:
@@ -104,14 +105,15 @@ def user_ndcg5(paths: Paths, model: str, seed: int) -> dict[int, float]:
 
 
 def user_test(paths: Paths, variant: str, base: str, seeds: list[int]) -> float:
-    """Wilcoxon signed-rank test of per-user test NDCG@5, (seed, user) pairs pooled; users where both tie drop out."""
+    """Wilcoxon signed-rank test over users of the difference of their test NDCG@5, each user's
+    averaged over the seeds first: a (user, seed) pair is not an independent sample (pooling them
+    made two seeds look like 9,810 observations). Users where both tie drop out."""
     from scipy import stats
 
-    diffs = []
-    for seed in seeds:
-        a, b = user_ndcg5(paths, variant, seed), user_ndcg5(paths, base, seed)
-        diffs += [a[u] - b[u] for u in a.keys() & b.keys()]
-    diffs = np.array(diffs)
+    a = [user_ndcg5(paths, variant, seed) for seed in seeds]
+    b = [user_ndcg5(paths, base, seed) for seed in seeds]
+    users = sorted(set.intersection(*(set(x) for x in a + b)))
+    diffs = np.array([np.mean([x[u] for x in a]) - np.mean([x[u] for x in b]) for u in users])
     return float(stats.wilcoxon(diffs).pvalue) if (diffs != 0).any() else 1.0
 
 
@@ -131,10 +133,12 @@ def _pct(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{100 * x:+.2f}%"
 
 
-def _p(p: float | None) -> str:
+def _p(p: float | None, n: int) -> str:
+    """A p-value, starred below ALPHA only with at least MIN_SEEDS_FOR_MARK seeds."""
     if p is None or math.isnan(p):
         return "n/a"
-    return f"{p:.3f}{' *' if p < ALPHA else ''}" if p >= 0.001 else f"{p:.1e} *"
+    mark = " *" if p < ALPHA and n >= MIN_SEEDS_FOR_MARK else ""
+    return f"{p:.3f}{mark}" if p >= 0.001 else f"{p:.1e}{mark}"
 
 
 def dataset_markdown(paths: Paths, models: dict[str, ModelRuns], gains: dict, n_negatives: int | str) -> str:
@@ -153,17 +157,28 @@ def dataset_markdown(paths: Paths, models: dict[str, ModelRuns], gains: dict, n_
         epochs = ", ".join(str(m.runs[s]["best_epoch"]) for s in m.seeds)
         spe = np.mean([m.runs[s]["seconds_per_epoch"] for s in m.seeds])
         lines.append(f"| {name} | {len(m.seeds)} | " + " | ".join(cells) + f" | {epochs} | {spe:.1f} |")
+    mixed = [f"{name}: {'; '.join(f'seed {s} {k}' for s, k in sorted(kinds.items()))}" for name, m in models.items()
+             if len(set((kinds := {s: _machine(r) for s, r in m.runs.items()}).values())) > 1]
+    if mixed:
+        lines += ["", "Seeds run on different machines or precisions (within float noise of each other at best): " + "; ".join(mixed) + "."]
     if gains:
         lines += ["", "Lift of each variant over its base model: relative change of the test means over the seeds both have, "
                   "[95% confidence interval from the paired per-seed differences], p of a paired t-test over seeds; "
-                  f"for NDCG@5 also p of a Wilcoxon signed-rank test over users (seeds pooled). * = p < {ALPHA}.", "",
+                  "for NDCG@5 also p of a Wilcoxon signed-rank test over users (each user's NDCG@5 averaged over the seeds). "
+                  f"* = p < {ALPHA} with n >= {MIN_SEEDS_FOR_MARK} seeds (never below).", "",
                   "| model | vs | n | " + " | ".join(f"{m} lift [95% CI] | p" for m in METRICS) + " | NDCG@5 p (users) |",
                   "|---|---|---|" + "---|---|" * len(METRICS) + "---|"]
         for name, (base, ls) in gains.items():
-            cells = [f"{_pct(x.relative)} [{_pct(x.ci[0])}, {_pct(x.ci[1])}] | {_p(x.p_seeds)}" for x in ls]
+            cells = [f"{_pct(x.relative)} [{_pct(x.ci[0])}, {_pct(x.ci[1])}] | {_p(x.p_seeds, x.n)}" for x in ls]
             p_users = next((x.p_users for x in ls if x.metric == "NDCG@5"), None)
-            lines.append(f"| {name} | {base} | {ls[0].n} | " + " | ".join(cells) + f" | {_p(p_users)} |")
+            lines.append(f"| {name} | {base} | {ls[0].n} | " + " | ".join(cells) + f" | {_p(p_users, ls[0].n)} |")
     return "\n".join(lines) + "\n"
+
+
+def _machine(run: dict) -> str:
+    """Where and how a run computed: CPU (or device), precision, compiled or not (metrics.json; older runs lack some)."""
+    return ", ".join(str(x) for x in (run.get("cpu") or run.get("device", "?"), run.get("precision", "?"),
+                                      "compiled" if run.get("compiled") else "eager"))
 
 
 def dataset_csv(models: dict[str, ModelRuns], gains: dict) -> str:
@@ -286,12 +301,17 @@ def discover_chart(curve: Path, path: Path) -> None:
 
 def compact_metrics(models: dict[str, ModelRuns], gains: dict) -> dict:
     """What `dvc metrics show` shows: per model the test NDCG@5 and HR@5 means over its seeds and
-    n, per variant its NDCG@5 lift (reports/<ds>/results.md has the rest)."""
+    n, per variant its NDCG@5 lift with the 95% CI and the paired p over seeds (reports/<ds>/results.md
+    has the rest)."""
     out: dict = {}
     for name, m in models.items():  # few columns per model: one row per dataset has to fit a terminal
         out[name] = {"n": len(m.seeds), **{metric: round(m.mean_std(metric)[0], 4) for metric in ("NDCG@5", "HR@5")}}
         if name in gains:
-            out[name].update({f"lift_{x.metric}": round(x.relative, 4) for x in gains[name][1] if x.metric == "NDCG@5"})
+            for x in gains[name][1]:
+                if x.metric == "NDCG@5":  # NaN (one seed) would not be valid JSON: left out
+                    out[name].update({k: round(v, 4) for k, v in (("lift_NDCG@5", x.relative), ("lift_NDCG@5_ci_low", x.ci[0]),
+                                                                   ("lift_NDCG@5_ci_high", x.ci[1]), ("lift_NDCG@5_p", x.p_seeds))
+                                      if not math.isnan(v)})
     return out
 
 
@@ -328,8 +348,8 @@ def ablations_markdown(paths: Paths, variants: dict[str, ModelRuns], gains: dict
         "",
         "Each +LRD variant against its base model (the paper's setting against KDA with the same random temporal kernel; the "
         "ablations against KDA): test mean ± std over the n seeds both have, the relative lift [95% CI from the paired "
-        f"per-seed differences] and p of a paired t-test over seeds; for NDCG@5 also p of a Wilcoxon signed-rank test over users. "
-        f"* = p < {ALPHA}.",
+        "per-seed differences] and p of a paired t-test over seeds; for NDCG@5 also p of a Wilcoxon signed-rank test over users "
+        f"(each user's NDCG@5 averaged over the seeds). * = p < {ALPHA} with n >= {MIN_SEEDS_FOR_MARK} seeds (never below).",
         "",
         "| variant | what changes | vs | n | " + " | ".join(f"{m} | lift [95% CI], p" for m in ABLATION_METRICS) + " | NDCG@5 p (users) |",
         "|---|---|---|---|" + "---|---|" * len(ABLATION_METRICS) + "---|",
@@ -342,10 +362,10 @@ def ablations_markdown(paths: Paths, variants: dict[str, ModelRuns], gains: dict
             mean, std = runs.mean_std(metric)
             x = by_metric.get(metric)
             cells.append(f"{mean:.4f} ± {std:.4f}" if len(runs.seeds) > 1 else f"{mean:.4f}")
-            cells.append(f"{_pct(x.relative)} [{_pct(x.ci[0])}, {_pct(x.ci[1])}], {_p(x.p_seeds)}" if x else "–")
+            cells.append(f"{_pct(x.relative)} [{_pct(x.ci[0])}, {_pct(x.ci[1])}], {_p(x.p_seeds, x.n)}" if x else "–")
         n = ls[0].n if ls else 0
         p_users = by_metric["NDCG@5"].p_users if "NDCG@5" in by_metric else None
-        lines.append(f"| {name} | {described.get(name, '')} | {base} | {n} | " + " | ".join(cells) + f" | {_p(p_users)} |")
+        lines.append(f"| {name} | {described.get(name, '')} | {base} | {n} | " + " | ".join(cells) + f" | {_p(p_users, n)} |")
     missing = [v for v in described if v not in variants]
     if missing:
         lines += ["", f"Not run yet: {', '.join(missing)} (`lrd matrix status --dataset {paths.dataset}`)."]
