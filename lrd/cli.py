@@ -346,9 +346,13 @@ def matrix_status(jobs, default_epochs, no_dvc, threads, datasets, models, seeds
     """
     from lrd import matrix
 
-    root, selected, _ = _matrix(datasets, models, seeds)
+    root, selected, params = _matrix(datasets, models, seeds)
     jobs = jobs or matrix.default_jobs(threads)[0]
-    click.echo(matrix.status_table(matrix.states(root, selected, use_dvc=not no_dvc), jobs, default_epochs))
+    # the cells a filter leaves out still tell the rates and lengths of their models
+    everything = matrix.select(matrix.cells(params), datasets)
+    pool = matrix.states(root, [c for c in everything if c not in selected], use_dvc=False) if len(everything) > len(selected) else []
+    click.echo(matrix.status_table(matrix.states(root, selected, use_dvc=not no_dvc), jobs, default_epochs,
+                                   matrix.StopBounds.from_params(params), pool))
 
 
 @matrix_group.command("run")
@@ -363,13 +367,14 @@ def matrix_run(jobs, rerun_stale, retry_failed, no_record, threads, datasets, mo
     dvc.lock (`dvc commit`). Ctrl-C stops the running cells at their last finished epoch."""
     from lrd import matrix
 
-    root, selected, _ = _matrix(datasets, models, seeds)
+    root, selected, params = _matrix(datasets, models, seeds)
+    bounds = matrix.StopBounds.from_params(params)
     default, slots = matrix.default_jobs(threads)
     jobs = jobs or default
     wanted = {"pending", "started"} | ({"stale"} if rerun_stale else set()) | ({"failed"} if retry_failed else set())
     current = matrix.states(root, selected, use_dvc=not no_record)
-    todo = matrix.schedule([s.cell for s in current if s.state in wanted], current)
-    click.echo(matrix.status_table(current, jobs, 40))
+    todo = matrix.schedule([s.cell for s in current if s.state in wanted], current, bounds=bounds)
+    click.echo(matrix.status_table(current, jobs, 40, bounds))
     stale = [s.cell.name for s in current if s.state == "stale"]
     if stale and not rerun_stale:
         click.echo(f"\nleft alone: {len(stale)} stale cell(s) (results not recorded in dvc.lock); "

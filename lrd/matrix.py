@@ -102,6 +102,7 @@ class CellState:
     epochs: int = 0
     best_dev: float | None = None  # best dev NDCG@5 so far (or of the finished run)
     seconds_per_epoch: float | None = None  # training + dev evaluation, measured
+    best_epoch: int | None = None  # the epoch that first reached best_dev
     note: str = ""
     metrics: dict | None = None
 
@@ -127,8 +128,9 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _progress(state_file: Path) -> tuple[int, float | None, float | None]:
-    """Epochs done, best dev NDCG@5 and seconds per epoch from a resume point (0, None, None when unreadable)."""
+def _progress(state_file: Path) -> tuple[int, float | None, float | None, int | None]:
+    """Epochs done, best dev NDCG@5, seconds per epoch and the epoch that first reached the best,
+    from a resume point (0, None, None, None when unreadable)."""
     import torch  # only here: `lrd matrix status` without running cells needs no torch
 
     try:
@@ -136,9 +138,9 @@ def _progress(state_file: Path) -> tuple[int, float | None, float | None]:
         curve = json.loads(saved["curve"])
         seconds = sum(saved.get("seconds", [0.0, 0.0]))
     except Exception:  # a resume point being replaced, or damaged: the run itself will say
-        return 0, None, None
+        return 0, None, None, None
     dev = [row.get("dev_NDCG@5") for row in curve if row.get("dev_NDCG@5") is not None]
-    return len(curve), (max(dev) if dev else None), (seconds / len(curve) if curve else None)
+    return len(curve), (max(dev) if dev else None), (seconds / len(curve) if curve else None), (dev.index(max(dev)) + 1 if dev else None)
 
 
 def lock_stages(root: Path) -> set[str]:
@@ -206,19 +208,48 @@ def states(root: Path, selected: list[Cell], use_dvc: bool = True) -> list[CellS
             epochs = max(st.epochs, 1)
             st.seconds_per_epoch = (float(metrics.get("train_seconds", 0)) + float(metrics.get("eval_seconds", 0))) / epochs
         elif paths.resume_state(cell.model, cell.seed).exists():
-            st.epochs, st.best_dev, st.seconds_per_epoch = _progress(paths.resume_state(cell.model, cell.seed))
+            st.epochs, st.best_dev, st.seconds_per_epoch, st.best_epoch = _progress(paths.resume_state(cell.model, cell.seed))
         out.append(st)
     return out
 
 
-def estimate(all_states: list[CellState], default_epochs: int) -> dict[Cell, tuple[float | None, bool]]:
+@dataclasses.dataclass(frozen=True)
+class StopBounds:
+    """The earliest epoch at which the stopping rule of `train` (params.yaml) can end a run that
+    has started: the reference rule not before epoch min_epochs + 1 nor before `patience` (its
+    window) values from the best so far on; patience `patience` epochs after the best. (The
+    latest is not bounded: every new best moves it.)"""
+
+    stopping: str = "reference"
+    min_epochs: int = 20
+    patience: int = 5
+    max_epochs: int = 200
+
+    @classmethod
+    def from_params(cls, params: dict) -> "StopBounds":
+        t = params.get("train") or {}
+        return cls(t.get("stopping", "reference"), int(t.get("min_epochs", 20)), int(t.get("patience", 5)), int(t.get("max_epochs", 200)))
+
+    def clamp(self, length: float, epochs: int, best_epoch: int | None) -> float:
+        """A run's expected length in epochs, no shorter than the rule allows after `epochs` epochs."""
+        lo = epochs + 1
+        if best_epoch is not None:
+            lo = max(lo, self.min_epochs + 1, best_epoch + self.patience - 1) if self.stopping == "reference" else max(lo, best_epoch + self.patience)
+        return min(max(length, lo), self.max_epochs)
+
+
+def estimate(all_states: list[CellState], default_epochs: int, bounds: StopBounds = StopBounds(),
+             pool: list[CellState] = ()) -> dict[Cell, tuple[float | None, bool]]:
     """Seconds left per unfinished cell, and whether both its rate and its length were measured.
 
     The rate is the cell's own (seconds per epoch so far), else that of finished cells of the
     same dataset and model, else of the same dataset; the length is the mean epoch count of
-    finished cells of the same dataset and model, else `default_epochs` (marked as a guess)."""
-    finished = [s for s in all_states if s.state in ("done", "stale") and s.seconds_per_epoch]
-    rated = [s for s in all_states if s.seconds_per_epoch]
+    finished cells of the same dataset and model, else `default_epochs` (marked as a guess), no
+    shorter than the stopping rule allows given the cell's best epoch so far. `pool`: more cells
+    (those a filter left out) whose rates and lengths count too."""
+    every = list(all_states) + [p for p in pool if p.cell not in {s.cell for s in all_states}]
+    finished = [s for s in every if s.state in ("done", "stale") and s.seconds_per_epoch]
+    rated = [s for s in every if s.seconds_per_epoch]
 
     def mean(values):
         values = [v for v in values if v]
@@ -233,16 +264,16 @@ def estimate(all_states: list[CellState], default_epochs: int) -> dict[Cell, tup
             or mean(f.seconds_per_epoch for f in rated if f.cell.dataset == s.cell.dataset)
         length = mean(f.epochs for f in same)
         measured = bool(length and rate)
-        length = max(length or default_epochs, s.epochs + 1)
+        length = bounds.clamp(length or default_epochs, s.epochs, s.best_epoch)
         out[s.cell] = (rate * (length - s.epochs) if rate else None, measured)
     return out
 
 
-def schedule(todo: list[Cell], all_states: list[CellState], default_epochs: int = 40) -> list[Cell]:
+def schedule(todo: list[Cell], all_states: list[CellState], default_epochs: int = 40, bounds: StopBounds = StopBounds()) -> list[Cell]:
     """The order to start cells in: dataset by dataset and seed by seed, as the matrix lists them,
     so that a model and its +LRD twin finish close together (a paired result early); within a
     seed, the longest first (the others then fill the slots it leaves)."""
-    eta = estimate(all_states, default_epochs)
+    eta = estimate(all_states, default_epochs, bounds)
     datasets = list(dict.fromkeys(s.cell.dataset for s in all_states))
     return sorted(todo, key=lambda c: (datasets.index(c.dataset), c.seed, -(eta.get(c, (0, False))[0] or 0)))
 
@@ -254,16 +285,18 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}" if minutes >= 60 else f"{minutes} min"
 
 
-def status_table(all_states: list[CellState], jobs: int, default_epochs: int) -> str:
+def status_table(all_states: list[CellState], jobs: int, default_epochs: int, bounds: StopBounds = StopBounds(),
+                 pool: list[CellState] = ()) -> str:
     """One line per cell, then the totals and the ETA at `jobs` cells at a time."""
-    eta = estimate(all_states, default_epochs)
-    lines = [f"{'cell':<34} {'state':<8} {'epochs':>6} {'best dev NDCG@5':>15} {'s/epoch':>8} {'left':>8}  note"]
+    eta = estimate(all_states, default_epochs, bounds, pool)
+    width = max([34] + [len(s.cell.name) for s in all_states])
+    lines = [f"{'cell':<{width}} {'state':<8} {'epochs':>6} {'best dev NDCG@5':>15} {'s/epoch':>8} {'left':>8}  note"]
     for s in all_states:
         left, measured = eta.get(s.cell, (None, True))
         best = f"{s.best_dev:.4f}" if s.best_dev is not None else "-"
         rate = f"{s.seconds_per_epoch:.1f}" if s.seconds_per_epoch else "-"
         left_text = "-" if s.cell not in eta else _duration(left) + ("" if measured else "~")
-        lines.append(f"{s.cell.name:<34} {s.state:<8} {s.epochs:>6} {best:>15} {rate:>8} {left_text:>8}  {s.note}")
+        lines.append(f"{s.cell.name:<{width}} {s.state:<8} {s.epochs:>6} {best:>15} {rate:>8} {left_text:>8}  {s.note}")
     counts = {k: sum(s.state == k for s in all_states) for k in ("done", "stale", "running", "started", "failed", "pending")}
     known = [v for v, _ in eta.values() if v is not None]
     unknown = sum(v is None for v, _ in eta.values())
@@ -274,7 +307,8 @@ def status_table(all_states: list[CellState], jobs: int, default_epochs: int) ->
         lines.append(
             f"left: {sum(known) / 3600:.1f} CPU-hours measured at the cells' own rates"
             + (f" (+ {unknown} cells with no measured rate yet)" if unknown else "")
-            + f"; about {_duration(sum(known) / max(jobs, 1))} at {jobs} cells at a time"
+            # no faster than the longest cell: one cell does not split over several slots
+            + f"; about {_duration(max(sum(known) / max(jobs, 1), max(known, default=0)))} at {jobs} cells at a time"
             + (f" (~: no finished cell of that model yet, {default_epochs} epochs assumed)" if guess else "")
         )
     return "\n".join(lines)

@@ -146,3 +146,29 @@ def test_gpu_script_on_the_cpu_packs_cells_that_unpack_as_finished(project, tmp_
     assert "2 finished cell(s) unpacked" in unpack.stdout
     assert json.loads(dvc(here, "status", "--json", *CELLS).stdout) == {}
     assert results(here) == results(project)
+
+
+def test_time_left_follows_the_stopping_rule():
+    """A running cell's length: the mean of its model's finished cells, no shorter than the
+    reference rule allows after its best epoch so far (last round: "2 min" for 17 epochs more)."""
+    from lrd.matrix import Cell, CellState, StopBounds, estimate, status_table
+
+    bounds = StopBounds("reference", min_epochs=20, patience=5, max_epochs=200)
+    done = CellState(Cell("train", "d", "kda", 1), "done", epochs=30, seconds_per_epoch=10.0, best_epoch=9)
+    # at epoch 30 with its best at 29: the rule needs 5 values from the best on, epoch 33 at least,
+    # where the finished cell's 30 epochs would say 1 epoch more
+    running = CellState(Cell("train", "d", "kda", 2), "running", epochs=30, seconds_per_epoch=10.0, best_epoch=29)
+    young = CellState(Cell("train", "d", "kda", 3), "running", epochs=3, seconds_per_epoch=10.0, best_epoch=3)
+    eta = estimate([done, running, young], 40, bounds)
+    assert eta[running.cell][0] == pytest.approx(10.0 * 3)
+    assert eta[young.cell][0] == pytest.approx(10.0 * (30 - 3))
+    assert bounds.clamp(10, 12, 5) == 21  # never before epoch min_epochs + 1
+    assert StopBounds("patience", patience=5).clamp(12, 12, 10) == 15
+    # a filtered view still takes rates and lengths from the cells it leaves out
+    alone = estimate([running], 40, bounds, pool=[done])
+    assert alone[running.cell] == (pytest.approx(30.0), True)
+    # one 2-hour cell does not become one hour at two cells at a time
+    slow = CellState(Cell("train", "d", "kda_lrd", 1), "pending")
+    table = status_table([slow], 2, 40, bounds, pool=[CellState(Cell("train", "d", "kda_lrd", 9), "done", epochs=180,
+                                                                     seconds_per_epoch=40.0, best_epoch=160)])
+    assert "about 2h00 at 2 cells" in table
