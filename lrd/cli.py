@@ -94,6 +94,8 @@ def _resolve_item(query: str, titles: dict[int, str]) -> int:
 @params_option
 def neighbors(item: str | None, k: int, free_text: str | None, params_path: str, dataset: str | None) -> None:
     """Nearest items to ITEM (an item id or a title substring) in the embedding store."""
+    from lrd.format import printable
+
     if item and free_text:
         raise click.UsageError("give an ITEM or --text, not both")
     store, dataset = _store(params_path, dataset)
@@ -106,12 +108,12 @@ def neighbors(item: str | None, k: int, free_text: str | None, params_path: str,
     elif item:
         query = _resolve_item(item, titles)
         ids, scores = store.neighbors([query], k)
-        click.echo(f"nearest to {query} {titles[query]!r} ({store.manifest['model']}):")
+        click.echo(f"nearest to {query} {printable(titles[query])!r} ({store.manifest['model']}):")
     else:
         raise click.UsageError("give an ITEM or --text")
     for rank, (i, s) in enumerate(zip(ids[0], scores[0]), start=1):
         if i:
-            click.echo(f"{rank:>3}  {i:>7}  {s:6.3f}  {titles.get(int(i), '')}")
+            click.echo(f"{rank:>3}  {i:>7}  {s:6.3f}  {printable(titles.get(int(i), ''))}")
 
 
 @main.command("embed-info")
@@ -177,8 +179,8 @@ def sql(query: str | None, list_tables: bool, limit: int, fmt: str, max_width: i
       lrd sql "SELECT * FROM latent WHERE probability >= 0.5" --format csv --limit 0 > confident.csv
 
     Several statements separated by ";" all run; only the last one's result is printed.
-    The query can read and write any file you can (DuckDB's read_csv, COPY ... TO, ...): this
-    is a local tool with your own permissions, not a sandbox for untrusted SQL.
+    Queries read the tables above and nothing else: no other file, no URL, no DuckDB
+    extension installed or loaded, no COPY ... TO (redirect --format csv output instead).
     """
     from lrd.sql import run_query, table_counts
 

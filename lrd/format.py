@@ -94,7 +94,16 @@ def _cell_text(v: Any) -> str:
     if isinstance(v, dict):
         return "{" + ", ".join(f"{k}: {_cell_text(x)}" for k, x in v.items()) + "}"
     # Newlines and tabs would break the row apart.
-    return re.sub(r"[\r\n\t]+", " ", str(v))
+    return printable(re.sub(r"[\r\n\t]+", " ", str(v)))
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters shown as \\xNN: an item title holding terminal escape
+    sequences must not clear, recolour or retitle the terminal it is printed to."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _clip(text: str, width: int) -> str:

@@ -37,6 +37,7 @@ def open_views(params: dict, dataset: str | None = None) -> duckdb.DuckDBPyConne
     Each view's comment (duckdb_views().comment) is the file or pattern it reads.
     """
     conn = duckdb.connect(":memory:")
+    folders: set[str] = set()
     for name, select, source in _view_sources(params, dataset):
         try:
             conn.execute(f"CREATE VIEW {name} AS {select}")
@@ -44,6 +45,14 @@ def open_views(params: dict, dataset: str | None = None) -> duckdb.DuckDBPyConne
             # Creating a view reads the file's schema, so a corrupt file shows up here.
             raise DataError(f"{source}: DuckDB cannot read it ({_one_line(str(exc))}); re-run the stage that writes it") from None
         conn.execute(f"COMMENT ON VIEW {name} IS {_literal(source)}")
+        folders.add(source.split("*")[0] if "*" in source else str(Path(source).parent) + "/")
+    # Queries read these tables and nothing else: no other file (secrets in /proc or ~ included),
+    # no URL, no extension installed or loaded on demand (DuckDB would fetch and run code).
+    # DuckDB refuses to turn external access back on while the database runs.
+    listed = ", ".join(_literal(f) for f in sorted(folders))
+    conn.execute(f"SET allowed_directories = [{listed}]")
+    for setting in ("enable_external_access", "autoinstall_known_extensions", "autoload_known_extensions"):
+        conn.execute(f"SET {setting} = false")
     return conn
 
 

@@ -240,9 +240,20 @@ def test_cli_sql_runs_every_statement_and_shows_the_last(repo):
     assert "2 statements given: all run, only the last one's result is shown" in result.stderr
 
 
-def test_cli_sql_help_says_files_are_reachable():
+def test_cli_sql_help_says_what_queries_can_reach():
     text = " ".join(CliRunner().invoke(main, ["sql", "--help"]).output.split())
-    assert "any file you can" in text and "not a sandbox" in text
+    assert "nothing else: no other file, no URL" in text
+
+
+@pytest.mark.parametrize("query", ["SELECT * FROM read_text('/proc/self/environ')", "INSTALL httpfs", "LOAD httpfs",
+                                   "SELECT * FROM read_csv('http://example.invalid/x.csv')", "COPY items TO 'out.csv'",
+                                   "SET enable_external_access = true", "ATTACH 'other.db'"])
+def test_queries_reach_nothing_but_the_tables(repo, query, tmp_path):
+    """Issue: lrd sql fetched and loaded extensions from the network and read any file (the API key in /proc/self/environ)."""
+    conn = open_views(PARAMS)
+    with pytest.raises(QueryError):
+        run_query(conn, query)
+    assert run_query(conn, "SELECT count(*) FROM items")[1][0][0] > 0  # the tables still read
 
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "sql-queries.md"
@@ -284,3 +295,12 @@ def test_the_help_example_names_a_latent_type_rather_than_an_id():
 
     examples = re.findall(r"lrd relations show --type (\S+)", main.help)
     assert examples and all(re.fullmatch(r"latent_\d+", t) for t in examples)
+
+
+def test_control_characters_reach_the_terminal_escaped():
+    """Issue: escape sequences in an item title cleared the screen and set the window title."""
+    from lrd.format import printable
+
+    table = format_table(["title"], [["Evil\x1b[2J\x1b]0;pwned\x07 Film"]])
+    assert "\x1b" not in table and "\x07" not in table and "Evil\\x1b[2J\\x1b]0;pwned\\x07 Film" in table
+    assert printable("Amélie (2001)") == "Amélie (2001)"
