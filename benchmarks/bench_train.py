@@ -195,6 +195,7 @@ def score_macs(channels: int, history: int, d: int = 64, layers: int = 5) -> int
 def side_worker(args: argparse.Namespace) -> None:
     """Section 4, one (code version, model, precision) in this process: `lrd` is the tree's on sys.path."""
     import lrd
+    from lrd.train import device
     from lrd.train.device import autocast
 
     tree = Path(lrd.__file__).resolve().parents[1]
@@ -208,6 +209,8 @@ def side_worker(args: argparse.Namespace) -> None:
     text = item_vectors(paths, params, tables.n_items)[0] if cfg.model(name, dcfg).lrd else None
     run = prepare(name, args.seed, tables, cfg, dcfg, paths, text)
     seed_torch(run.seed, run.device)
+    if hasattr(device, "flush_denormals"):  # as train_run, where the tree has it
+        device.flush_denormals(run.device)
     model = run.model() if hasattr(run, "model") else build_model(run.cfg, run.catalog).to(run.device)
     opt = optimizer_for(model, cfg.spec(name).lr, cfg.l2)
     data, graph, size = run.data, run.catalog.graph, cfg.batch_size

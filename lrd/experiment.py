@@ -31,7 +31,7 @@ from lrd.sequences import Sequences
 from lrd.temporal import gap_spectra
 from lrd.train.batches import TrainingData
 from lrd.train.checkpoint import ResumePoint, code_fingerprint, files_fingerprint, save_file
-from lrd.train.device import autocast_dtype, compile_model, compiles, cpu_model, seed_torch
+from lrd.train.device import autocast_dtype, compile_model, compiles, cpu_model, flush_denormals, seed_torch
 from lrd.train.distributed import Ranks
 from lrd.train.evaluation import Scoring, candidate_ranks, full_ranks, users_per_call
 from lrd.train.loop import Loop, LoopState, fit, optimizer_for
@@ -167,6 +167,7 @@ def train_run(run: Run) -> dict:
     if main:
         remove_leftovers(run.paths.run_model(run.name, run.seed), run.paths.run_results(run.name, run.seed))
     seed_torch(run.seed, run.device)
+    flush_denormals(run.device)
     model = run.model()
     opt = optimizer_for(model, run.train.spec(run.name).lr, run.train.l2)
     resume = ResumePoint(run.paths.resume_state(run.name, run.seed), fingerprint(run))
