@@ -15,6 +15,7 @@ import io
 import logging
 import math
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -63,14 +64,17 @@ class Lift:
     p_users: float | None = None  # Wilcoxon signed-rank over users of their NDCG@5 averaged over the seeds, NDCG@5 only
 
 
-def load_runs(paths: Paths, models: list[str]) -> dict[str, ModelRuns]:
-    """Every finished run of the given models (models without any are left out)."""
+def load_runs(paths: Paths, models: list[str], seeds_of: Callable[[str], Iterable[int]] | None = None) -> dict[str, ModelRuns]:
+    """Every finished run of the given models (models without any are left out); `seeds_of`:
+    the seeds params.yaml lists for a model, the only ones counted (a seed dropped from the
+    list leaves its folder behind, which must not enter the means)."""
     out = {}
     for name in models:
         folder = paths.results / name
+        wanted = None if seeds_of is None else set(seeds_of(name))
         runs = {int(p.parent.name): read_json(p, f"re-run that cell (`dvc repro -f <stage>` of {paths.dataset}-{name}-{p.parent.name}; "
                                                      "`lrd matrix status` names it)")
-                for p in sorted(folder.glob("*/metrics.json")) if p.parent.name.isdigit()}
+                for p in sorted(folder.glob("*/metrics.json")) if p.parent.name.isdigit() and (wanted is None or int(p.parent.name) in wanted)}
         if runs:
             out[name] = ModelRuns(name, runs)
     return out
@@ -315,10 +319,11 @@ def compact_metrics(models: dict[str, ModelRuns], gains: dict) -> dict:
     return out
 
 
-def report_dataset(paths: Paths, model_names: list[str], n_negatives: int | str, bases: dict[str, str | None]) -> dict[str, ModelRuns]:
+def report_dataset(paths: Paths, model_names: list[str], n_negatives: int | str, bases: dict[str, str | None],
+                   seeds_of: Callable[[str], Iterable[int]] | None = None) -> dict[str, ModelRuns]:
     """Write reports/<ds>/results.{md,csv,png}, curves.png, lifts.png (and discover.png where
     discover ran) and metrics/<ds>/results.json; returns the runs it found."""
-    models = load_runs(paths, model_names)
+    models = load_runs(paths, model_names, seeds_of)
     if not models:
         raise MissingUpstreamError(f"no finished run under {paths.results}: run `dvc repro` for the train stages of {paths.dataset} first")
     gains = lifts(paths, models, bases)
@@ -372,10 +377,11 @@ def ablations_markdown(paths: Paths, variants: dict[str, ModelRuns], gains: dict
     return "\n".join(lines) + "\n"
 
 
-def report_ablations(paths: Paths, described: dict[str, str], bases: dict[str, str | None]) -> None:
+def report_ablations(paths: Paths, described: dict[str, str], bases: dict[str, str | None],
+                     seeds_of: Callable[[str], Iterable[int]] | None = None) -> None:
     """reports/<ds>/ablations.md: each variant of `described` (name -> what it changes) with its lift."""
-    variants = load_runs(paths, list(described))
-    base_runs = load_runs(paths, sorted({b for b in bases.values() if b}))
+    variants = load_runs(paths, list(described), seeds_of)
+    base_runs = load_runs(paths, sorted({b for b in bases.values() if b}), seeds_of)
     gains = lifts(paths, variants, bases, base_runs)
     with atomic_path(paths.reports / "ablations.md") as tmp:
         tmp.write_text(ablations_markdown(paths, variants, gains, described))

@@ -25,10 +25,14 @@ def run(params: dict, dataset: str) -> None:
     remove_leftovers(paths.reports, paths.latent_joint)
     tables = DatasetTables.load(paths)
     bases = {m: train.base_of(m) for m in train.specs}
-    models = report_dataset(paths, list(train.all_models), tables.stats.get("n_negatives", "stored"), bases)
+
+    def seeds_of(model: str) -> tuple[int, ...]:  # only the seeds params.yaml lists count
+        return train.ablation_seeds if model in train.ablation_models else train.seeds
+
+    models = report_dataset(paths, list(train.all_models), tables.stats.get("n_negatives", "stored"), bases, seeds_of)
     variants = train.lrd_models + train.ablation_models
     if variants:
-        report_ablations(paths, {m: train.changes(m) for m in variants}, bases)
+        report_ablations(paths, {m: train.changes(m) for m in variants}, bases, seeds_of)
     runs = [(m.runs[s]["dev"]["NDCG@5"], name, s) for name, m in models.items() if m.info["lrd"] for s in m.seeds]
     text = open_store(paths, EmbedConfig.from_params(params)).matrix(tables.n_items) if runs else None
     used = relabel_best_run(paths, runs, tables, text, tables.model_relations(discover.model_relations), discover.latent_types,

@@ -8,8 +8,9 @@ from lrd.stage import run_stage
 
 
 def run(params: dict) -> None:
-    models = list(TrainConfig.from_params(params).all_models)
-    results = {ds: load_runs(dataset_config(params, ds).paths, models) for ds in dataset_names(params)}
+    train = TrainConfig.from_params(params)
+    models = list(train.all_models)
+    results = {ds: load_runs(dataset_config(params, ds).paths, models, lambda _: train.seeds) for ds in dataset_names(params)}
     out = dataset_config(params).paths.summary_report
     with atomic_path(out) as tmp:
         tmp.write_text(paper_table(results, models))

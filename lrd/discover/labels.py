@@ -6,6 +6,8 @@ streamed one row group at a time, so memory does not grow with the number of pai
 
 from __future__ import annotations
 
+import logging
+
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -103,6 +105,15 @@ def relabel_best_run(paths: Paths, runs: list[tuple[float, str, int]], tables, t
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{paths.latent} is not a readable Parquet file ({str(exc)[:80]}): re-run "
                         f"`dvc repro -f discover@{paths.dataset}`") from None
+    if not paths.best_checkpoint(name, seed).exists():
+        # A clone with the results but not the weights (no DVC remote, or not pulled): the
+        # tables and charts are still made; only this relabelling waits for the weights.
+        logging.getLogger(__name__).warning(
+            "%s is not in this workspace (`dvc pull` brings it where a remote holds it, or re-run the cell): "
+            "discover's pairs are not labelled again by the joint model; %s left empty", paths.best_checkpoint(name, seed), paths.latent_joint)
+        with atomic_path(paths.latent_joint) as tmp:
+            pq.write_table(schemas.LATENT_RELATIONS.empty_table(), tmp)
+        return None
     graph = RelationGraph.from_tables(tables.relation_types, tables.relations, tables.n_items, kinds=kinds, latent=latent_names(latent_types))
     state = load_weights(paths.best_checkpoint(name, seed), f"re-run the cell {paths.dataset}-{name}-{seed} "
                          "(`lrd matrix status` names its stage; `dvc repro -f <stage>`)")
