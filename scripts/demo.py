@@ -48,8 +48,9 @@ def main(argv=None) -> int:
             return 1
     print(f"""
 The pipeline ran end to end in {time.perf_counter() - start:.0f} s on a generated tiny dataset, in {out}.
-Look at what it made (from that folder):
+Look at what it made (from that folder, with the project's environment active: `lrd` lives there):
 
+  . {os.path.relpath(Path(sys.prefix) / "bin" / "activate")}
   cd {os.path.relpath(out)}
   cat reports/tiny/results.md                 # every model, mean ± std over 2 seeds, lifts with CIs
   lrd sql --tables                            # the tables you can query
