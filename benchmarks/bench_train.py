@@ -209,8 +209,8 @@ def side_worker(args: argparse.Namespace) -> None:
     text = item_vectors(paths, params, tables.n_items)[0] if cfg.model(name, dcfg).lrd else None
     run = prepare(name, args.seed, tables, cfg, dcfg, paths, text)
     seed_torch(run.seed, run.device)
-    if hasattr(device, "flush_denormals"):  # as train_run, where the tree has it
-        device.flush_denormals(run.device)
+    if hasattr(device, "denormals_flushed"):  # as train_run, where the tree has it
+        device.denormals_flushed(run.device).__enter__()
     model = run.model() if hasattr(run, "model") else build_model(run.cfg, run.catalog).to(run.device)
     opt = optimizer_for(model, cfg.spec(name).lr, cfg.l2)
     data, graph, size = run.data, run.catalog.graph, cfg.batch_size

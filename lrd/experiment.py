@@ -31,7 +31,7 @@ from lrd.sequences import Sequences
 from lrd.temporal import gap_spectra
 from lrd.train.batches import TrainingData
 from lrd.train.checkpoint import ResumePoint, code_fingerprint, files_fingerprint, save_file
-from lrd.train.device import autocast_dtype, compile_model, compiles, cpu_model, flush_denormals, seed_torch
+from lrd.train.device import autocast_dtype, compile_model, compiles, cpu_model, denormals_flushed, seed_torch
 from lrd.train.distributed import Ranks
 from lrd.train.evaluation import Scoring, candidate_ranks, full_ranks, users_per_call
 from lrd.train.loop import Loop, LoopState, fit, optimizer_for
@@ -161,13 +161,17 @@ def train_run(run: Run) -> dict:
     """Fit (resuming from the run's last finished epoch when there is one), evaluate, write the results; return the metrics.
 
     Under DDP every rank runs this; rank 0 alone writes files, every rank resumes from them."""
+    with denormals_flushed(run.device):
+        return _fit_and_report(run)
+
+
+def _fit_and_report(run: Run) -> dict:
     start = time.perf_counter()
     commit = git_commit()  # the code this run computes with: a run can outlast several commits
     main = run.ranks.main
     if main:
         remove_leftovers(run.paths.run_model(run.name, run.seed), run.paths.run_results(run.name, run.seed))
     seed_torch(run.seed, run.device)
-    flush_denormals(run.device)
     model = run.model()
     opt = optimizer_for(model, run.train.spec(run.name).lr, run.train.l2)
     resume = ResumePoint(run.paths.resume_state(run.name, run.seed), fingerprint(run))

@@ -294,6 +294,14 @@ def test_compare_without_the_weights_still_makes_the_report(ws, caplog):
     assert "is not in this workspace" in caplog.text
 
 
+def test_training_leaves_denormals_as_it_found_them(ws):
+    """Runs flush denormals to zero (lrd.train.device.denormals_flushed), a setting of the whole
+    process: it must not outlive the run (hypothesis, for one, refuses to work without them)."""
+    _, params = ws
+    _train(params, "kda", 41)
+    assert torch.tensor([1e-39]).mul(1.0).item() != 0.0
+
+
 def test_reference_rule_needs_a_window_of_values():
     """min_epochs 0 must not stop after one epoch: "the last 5 values did not rise" needs 5 values."""
     from lrd.train.stopping import ReferenceRule
