@@ -44,6 +44,7 @@ unit vectors of 384 dims (the speed does not depend on their values). Every file
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -196,7 +197,6 @@ def side_worker(args: argparse.Namespace) -> None:
     """Section 4, one (code version, model, precision) in this process: `lrd` is the tree's on sys.path."""
     import lrd
     from lrd.train import device
-    from lrd.train.device import autocast
 
     tree = Path(lrd.__file__).resolve().parents[1]
     params = load_params(tree / "params.yaml")
@@ -209,8 +209,16 @@ def side_worker(args: argparse.Namespace) -> None:
     text = item_vectors(paths, params, tables.n_items)[0] if cfg.model(name, dcfg).lrd else None
     run = prepare(name, args.seed, tables, cfg, dcfg, paths, text)
     seed_torch(run.seed, run.device)
-    if hasattr(device, "denormals_flushed"):  # as train_run, where the tree has it
-        device.denormals_flushed(run.device).__enter__()
+    # as train_run does, where the tree has it
+    flushed = device.denormals_flushed(run.device) if hasattr(device, "denormals_flushed") else contextlib.nullcontext()
+    with flushed:
+        measure(args, name, run, cfg)
+
+
+def measure(args: argparse.Namespace, name: str, run: Run, cfg: TrainConfig) -> None:
+    """Section 4's timings of one prepared run, printed as the worker's result line."""
+    from lrd.train.device import autocast
+
     model = run.model() if hasattr(run, "model") else build_model(run.cfg, run.catalog).to(run.device)
     opt = optimizer_for(model, cfg.spec(name).lr, cfg.l2)
     data, graph, size = run.data, run.catalog.graph, cfg.batch_size
@@ -242,7 +250,7 @@ def side_worker(args: argparse.Namespace) -> None:
     macs = score_macs(graph.n_relations, data.history_max, run.cfg.dim, run.cfg.layers) * ev.candidates.size
     print(RESULT_TAG + json.dumps({
         "train": train_epoch, "dev": dev, "compile": (first_train - train) + (first_dev - dev), "channels": graph.n_relations,
-        "dev_gflops": 2 * macs / dev / 1e9, "users_per_call": run.scoring.users_per_call, "amp": str(run.amp or "fp32"),
+        "dev_flop": 2 * macs, "users_per_call": run.scoring.users_per_call, "amp": str(run.amp or "fp32"),
         "compiled": bool(getattr(run, "compiled", False)),
     }), flush=True)
 
@@ -286,8 +294,7 @@ def side_by_side(args: argparse.Namespace) -> None:
                         report(f"{tag}_setting", f"{b['amp']}, compiled {b['compiled']}, {b['users_per_call']} users/call, R = {b['channels']}")
                         for k in ("train", "dev", "epoch", "compile"):
                             report(f"{tag}_{k}_seconds", b[k])
-                        ev_flop = max(r["dev_gflops"] * r["dev"] for r in results[(name, precision, v)])
-                        report(f"{tag}_dev_gflops", ev_flop / b["dev"])
+                        report(f"{tag}_dev_gflops", results[(name, precision, v)][0]["dev_flop"] / b["dev"] / 1e9)
                     o, nw = best[args.against], best["working tree"]
                     for k in ("train", "dev", "epoch"):
                         report(f"{name}_{precision}_{k}_speedup", o[k] / nw[k])

@@ -227,8 +227,8 @@ class StopBounds:
 
     @classmethod
     def from_params(cls, params: dict) -> "StopBounds":
-        t = params.get("train") or {}
-        return cls(t.get("stopping", "reference"), int(t.get("min_epochs", 20)), int(t.get("patience", 5)), int(t.get("max_epochs", 200)))
+        t = TrainConfig.from_params(params)  # the typed config's values and defaults, checked
+        return cls(t.stopping, t.min_epochs, t.patience, t.max_epochs)
 
     def clamp(self, length: float, epochs: int, best_epoch: int | None) -> float:
         """A run's expected length in epochs, no shorter than the rule allows after `epochs` epochs."""
