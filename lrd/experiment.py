@@ -143,18 +143,21 @@ def stopping_rule(train: TrainConfig) -> StoppingRule:
     return Patience(patience=train.patience)
 
 
-def fingerprint(run: Run) -> dict:
-    """What a resume point must agree with: the run, its settings, its inputs, its code."""
+def settings(run: Run) -> dict:
+    """Everything the run trains with: the model's resolved config and the training settings
+    (metrics.json records them, so a result can be checked against params.yaml later)."""
     t = run.train
     return {
-        "run": [run.paths.dataset, run.name, run.seed],
         "model": dataclasses.asdict(run.cfg),
         "train": {"lr": t.spec(run.name).lr, "l2": t.l2, "batch_size": t.batch_size, "eval_users": t.eval_users, "stopping": t.stopping,
                   "patience": t.patience, "min_epochs": t.min_epochs, "precision": t.precision, "compiled": run.compiled,
                   "relations": run.catalog.graph.names if run.catalog.graph else None},
-        "data": run.data_fingerprint,
-        "code": code_fingerprint(),
     }
+
+
+def fingerprint(run: Run) -> dict:
+    """What a resume point must agree with: the run, its settings, its inputs, its code."""
+    return {"run": [run.paths.dataset, run.name, run.seed], **settings(run), "data": run.data_fingerprint, "code": code_fingerprint()}
 
 
 def train_run(run: Run) -> dict:
@@ -249,6 +252,7 @@ def evaluate_run(run: Run, model: Recommender, state: LoopState, commit: str) ->
         "eval_seconds": round(state.eval_seconds + eval_seconds, 1),
         **({"processes": run.ranks.world} if run.ranks.world > 1 else {}),  # one-process metrics as they were
         **provenance(run.device, commit),
+        "settings": settings(run),
     }
     return metrics, table
 

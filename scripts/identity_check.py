@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -57,12 +58,17 @@ def code_fingerprint(code: Path) -> str:
 def accept_resume_points(old: str, new: str) -> None:
     import torch
 
+    from lrd.config.train import ModelConfig
     from lrd.train.checkpoint import save_file
 
+    # A setting the new code added, at its default, is what the old code did (the identity check ran at the defaults).
+    added = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
     for state in sorted((ROOT / "models").glob("*/*/*/state.pt")):
         saved = torch.load(state, map_location="cpu", weights_only=True)
         if saved["fingerprint"].get("code") == old:
             saved["fingerprint"]["code"] = new
+            model = saved["fingerprint"]["model"]
+            saved["fingerprint"]["model"] = {**{k: v for k, v in added.items() if k not in model}, **model}
             save_file(saved, state)
             print(f"{state.relative_to(ROOT)}: made by the old code; now resumes with the new")
 

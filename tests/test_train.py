@@ -116,6 +116,9 @@ def test_models_train_and_write_outputs(ws):
         assert 0 <= m["test"]["NDCG@5"] <= m["test"]["HR@5"] <= 1
         assert json.loads(P.run_metrics(name, 1).read_text()) == m
         assert m["git_commit"] and m["device"].startswith("cpu") and m["seed"] == 1
+        # what it ran with, to check a result against params.yaml later
+        assert m["settings"]["model"]["name"] == name and m["settings"]["train"]["lr"] == params["models"][name]["lr"]
+        assert m["settings"]["model"]["lrd"] == bool(params["models"][name].get("lrd"))
         ranks = pq.read_table(P.run_ranks(name, 1))
         assert ranks.num_rows == 80 and set(ranks.column("split").to_pylist()) == {"dev", "test"}
         assert P.best_checkpoint(name, 1).exists()

@@ -77,10 +77,14 @@ class ModelSpec:
     # or the LLM's shuffled across items (the same distribution without item identity).
     vectors: typing.Literal["llm", "random", "shuffled"] = "llm"
     reconstruction: bool = True  # false: the latent channels and the entropy term only
+    # The joint LRD loss: reference (the paper code's channel average, which collapses the types:
+    # README "The joint model's relations") or expectation (discover's, which keeps them apart).
+    objective: typing.Literal["reference", "expectation"] = "reference"
 
     def validate(self) -> None:
         changed = [k for k in ("latent_types", "lrd_weight") if getattr(self, k) is not None]
-        changed += [k for k, default in (("vectors", "llm"), ("reconstruction", True)) if getattr(self, k) != default]
+        changed += [k for k, default in (("vectors", "llm"), ("reconstruction", True), ("objective", "reference"))
+                    if getattr(self, k) != default]
         if changed and not self.lrd:
             raise ConfigError(f"params.yaml: a model's {', '.join(changed)} apply to +LRD models only: add `lrd: true` or remove them")
 
@@ -107,6 +111,7 @@ class ModelConfig:
     kg_weight: float | None = None  # None: |triples| / |interactions|
     vectors: str = "llm"
     reconstruction: bool = True
+    objective: str = "reference"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +194,7 @@ class TrainConfig:
         said = [("random temporal kernel" if spec.kernel_init == "random" and spec.arch == "kda" else ""),
                 {"llm": "", "random": "random item vectors", "shuffled": "LLM vectors shuffled across items"}[spec.vectors],
                 "" if spec.reconstruction else "no reconstruction loss",
+                "" if spec.objective == "reference" else f"{spec.objective} objective",
                 f"K = {spec.latent_types}" if spec.latent_types is not None else "",
                 f"λ = {spec.lrd_weight:g}" if spec.lrd_weight is not None else ""]
         return ", ".join(s for s in said if s) or "default"
@@ -219,7 +225,7 @@ class TrainConfig:
         # Only what the model reads: a base model's config carries no LRD settings.
         lrd = {"latent_types": spec.latent_types or discover.latent_types, "alpha": discover.alpha, "drop_virtual": discover.drop_virtual,
                "lrd_weight": self.lrd_weight if spec.lrd_weight is None else spec.lrd_weight,
-               "vectors": spec.vectors, "reconstruction": spec.reconstruction} \
+               "vectors": spec.vectors, "reconstruction": spec.reconstruction, "objective": spec.objective} \
             if spec.lrd else {"latent_types": discover.latent_types} if spec.static_latent else {}
         return ModelConfig(
             name=name, arch=spec.arch, dim=self.dim, history_max=self.history_max, layers=layers, heads=heads,

@@ -32,7 +32,8 @@ class RelationalRecommender(Recommender):
         self.item_bias = nn.Embedding(graph.n_items + 1, 1)
         self.channels = ChannelSelfAttention(d, cfg.heads, cfg.layers)
         self.decay = TemporalKernel(graph.n_relations, cfg.n_dft, catalog.gap_spectra) if self.temporal else None
-        self.lrd = LatentRelationDiscovery(catalog.text, d, graph.n_relations, cfg.alpha, cfg.drop_virtual, reconstruction=cfg.reconstruction) if cfg.lrd else None
+        self.lrd = LatentRelationDiscovery(catalog.text, d, graph.n_relations, cfg.alpha, cfg.drop_virtual, cfg.objective,
+                                           cfg.reconstruction) if cfg.lrd else None
         init_normal(self)  # every table and linear layer, the LRD module's included, as the reference
         self.register_buffer("value_of", torch.from_numpy(np.ascontiguousarray(graph.value_of)), persistent=False)
         self.kg_weight = graph.kg_weight(cfg.kg_weight, catalog.n_interactions)
