@@ -262,6 +262,18 @@ def label_setup(args: argparse.Namespace):
     return pair_tables(lrd), slice(first, first + args.latent), np.arange(first, first + args.latent, dtype=np.int16)
 
 
+def label_scale(args: argparse.Namespace):
+    """The strength scale (labels.write_labelled) of random decoder embeddings over the same text vectors."""
+    import torch
+
+    from lrd.discover.strength import strength_scale
+
+    torch.manual_seed(args.seed)
+    text = torch.randn(args.items + 1, args.text_dim)
+    text[0] = 0.0
+    return strength_scale(text.numpy(), torch.randn(args.items + 1, args.dim).numpy(), torch.randn(args.latent, args.dim).numpy())
+
+
 def label_worker(args: argparse.Namespace, phase: str) -> None:
     import pyarrow.parquet as pq
     import torch
@@ -280,9 +292,10 @@ def label_worker(args: argparse.Namespace, phase: str) -> None:
             torch.set_num_threads(args.label_threads)
             chunks = (label_chunk(*synthetic_pairs(args.seed, b["bucket"], b["pairs"], b["lo"], b["hi"], n), base, tables, latent, latent_ids)
                       for b in buckets)
+            scale = label_scale(args)  # outside the timed part: computed once per run
             with RssSampler() as rss:
                 t0 = time.perf_counter()
-                rows = write_labelled(path, chunks, base)
+                rows = write_labelled(path, chunks, base, scale)
                 seconds = time.perf_counter() - t0
             cores = args.label_threads
             out["torch_threads"] = torch.get_num_threads()
@@ -294,9 +307,10 @@ def label_worker(args: argparse.Namespace, phase: str) -> None:
             ray = connect("discover.engine")  # the running cluster, with the stage's Ray Data settings
             actor_args = {"tables": [t.numpy() for t in tables], "latent": (latent.start, latent.stop), "latent_ids": latent_ids,
                           "n_items": n, "seed": args.seed}
+            scale = label_scale(args)
             with RssSampler() as rss:
                 t0 = time.perf_counter()
-                rows, counts = run_buckets(ray, path, buckets, SyntheticLabeller, actor_args, base, None, args.workers)
+                rows, counts = run_buckets(ray, path, buckets, SyntheticLabeller, actor_args, base, None, args.workers, scale)
                 seconds = time.perf_counter() - t0
             cores = args.cpus
             out.update(workers=min(args.workers or args.cpus, len(buckets)), pairs_by_source=counts)

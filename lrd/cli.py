@@ -225,29 +225,35 @@ def relations() -> None:
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many pairs to print.")
 @click.option("--min-probability", default=None, type=click.FloatRange(0.0, 1.0),
               help="Leave out pairs below this probability (default: params.yaml discover.min_probability, the confident pairs; 0 shows every pair).")
+@click.option("--min-strength", default=None, type=float,
+              help="Leave out pairs below this strength (default: lrd.discover.strength.MIN_STRENGTH, the confident pairs; -inf shows every pair).")
 @click.option("--joint", is_flag=True, help="Read the relations after joint training (latent_joint.parquet) instead of discover's (latent.parquet).")
 @format_option
 @max_width_option
 @params_option
-def relations_show(type_spec: str, limit: int, min_probability: float | None, joint: bool, fmt: str, max_width: int, params_path: str,
-                   dataset: str | None) -> None:
-    """Pairs of one latent relation type, most probable first, with both items' titles (the confident ones unless --min-probability says otherwise)."""
+def relations_show(type_spec: str, limit: int, min_probability: float | None, min_strength: float | None, joint: bool, fmt: str, max_width: int,
+                   params_path: str, dataset: str | None) -> None:
+    """Pairs of one latent relation type, strongest first (then by ids), with both items' titles
+    (the confident ones unless --min-probability / --min-strength say otherwise)."""
+    from lrd.discover.strength import MIN_STRENGTH
     from lrd.sql import count_pairs, latent_pairs, resolve_latent_type
 
     if min_probability is None:
         min_probability = _confident_probability(params_path)
+    min_strength = MIN_STRENGTH if min_strength is None else min_strength
     conn = _connect(params_path, dataset)
     rid, name = resolve_latent_type(conn, type_spec)
-    total = count_pairs(conn, rid, min_probability, joint)
+    total = count_pairs(conn, rid, min_probability, joint, min_strength)
     source = "latent_joint.parquet" if joint else "latent.parquet"
-    if total == 0 and min_probability > 0:
+    rule = f"probability >= {min_probability:g} and strength >= {min_strength:g}"
+    if total == 0:
         every = count_pairs(conn, rid, 0.0, joint)
-        click.echo(f"{name} (id {rid}) has no pairs with probability >= {min_probability:g} in {source} ({every} below it): "
-                   f"`lrd relations types` lists the types that have some; --min-probability 0 shows this one's", err=True)
+        click.echo(f"{name} (id {rid}) has no pairs with {rule} in {source} ({every} in all): "
+                   f"`lrd relations types` lists the types that have some; --min-probability 0 --min-strength -inf shows this one's", err=True)
         return
-    columns, rows = latent_pairs(conn, rid, limit, min_probability, joint)
+    columns, rows = latent_pairs(conn, rid, limit, min_probability, joint, min_strength)
     if fmt == "table":
-        click.echo(f"{name} (id {rid}): {total} pair(s) with probability >= {min_probability:g} in {source}")
+        click.echo(f"{name} (id {rid}): {total} pair(s) with {rule} in {source}")
     _print_rows(columns, rows, fmt, max_width, more=total > len(rows))
 
 
@@ -268,13 +274,13 @@ def relations_readout(joint: bool, top: int, params_path: str, dataset: str | No
     attribute against random and co-occurring pairs (lift, 95% CI), its top titled pairs; the
     recall of known relations (ML-100K film series). As reports/<ds>/relations.md."""
     from lrd.data.tables import DatasetTables
-    from lrd.discover.readout import readout_for
+    from lrd.discover.readout import read_latent, readout_for
     from lrd.discover.report import readout_markdown
     from lrd.io import read_parquet
 
     _, ds, _ = _context(params_path, dataset)
     path = ds.paths.latent_joint if joint else ds.paths.latent
-    latent = read_parquet(path, "compare" if joint else "discover", columns=["head", "tail", "relation", "probability", "source"])
+    latent = read_latent(path, "compare" if joint else "discover")
     readout = readout_for(DatasetTables.load(ds.paths), read_parquet(ds.paths.relation_types, "discover"), latent, ds.paths.dataset,
                           _confident_probability(params_path), top)
     click.echo(readout_markdown(readout, f"{ds.paths.dataset}: {path.name}", top))
@@ -282,15 +288,17 @@ def relations_readout(joint: bool, top: int, params_path: str, dataset: str | No
 
 @relations.command("types")
 @click.option("--min-probability", default=0.5, show_default=True, type=click.FloatRange(0.0, 1.0), help="Latent pairs at or above this probability count as confident.")
+@click.option("--min-strength", default=None, type=float, help="... and at or above this strength (default: lrd.discover.strength.MIN_STRENGTH).")
 @format_option
 @max_width_option
 @params_option
-def relations_types(min_probability: float, fmt: str, max_width: int, params_path: str, dataset: str | None) -> None:
-    """Every relation type: predefined ones with their triples, latent ones with their pairs."""
+def relations_types(min_probability: float, min_strength: float | None, fmt: str, max_width: int, params_path: str, dataset: str | None) -> None:
+    """Every relation type: predefined ones with their triples, latent ones with their pairs and description."""
+    from lrd.discover.strength import MIN_STRENGTH
     from lrd.sql import relation_type_summary
 
     conn = _connect(params_path, dataset)
-    columns, rows = relation_type_summary(conn, min_probability)
+    columns, rows = relation_type_summary(conn, min_probability, MIN_STRENGTH if min_strength is None else min_strength)
     _print_rows(columns, rows, fmt, max_width)
 
 

@@ -192,30 +192,49 @@ def resolve_latent_type(conn: duckdb.DuckDBPyConnection, spec: str) -> tuple[int
     raise ConfigError(f"--type: {what}; latent types: {valid}")
 
 
-def latent_pairs(conn: duckdb.DuckDBPyConnection, relation: int, limit: int = 20, min_probability: float = 0.0, joint: bool = False) -> tuple[list[str], list[tuple]]:
-    """Pairs of one latent type, most probable first, with both items' titles."""
+def latent_pairs(conn: duckdb.DuckDBPyConnection, relation: int, limit: int = 20, min_probability: float = 0.0, joint: bool = False,
+                 min_strength: float | None = None) -> tuple[list[str], list[tuple]]:
+    """Pairs of one latent type, strongest first (most probable where the table has no strength),
+    then by ids, with both items' titles."""
     view = _latent_view(conn, joint)
     title = "coalesce(nullif({0}.title, ''), {0}.text)"  # as the CLI's other commands: text when no title
+    where, params = _pair_filter(conn, view, "l.", min_probability, min_strength)
+    strong = _has_column(conn, view, "strength")
     sql = f"""
         SELECT l.head, {title.format('h')} AS head_title, l.tail, {title.format('t')} AS tail_title,
-               l.probability, l.source
+               l.probability, {"round(CAST(l.strength AS DOUBLE), 3) AS strength, " if strong else ""}l.source
         FROM {view} l
         LEFT JOIN items h ON h.item = l.head
         LEFT JOIN items t ON t.item = l.tail
-        WHERE l.relation = ? AND l.probability >= ?
-        ORDER BY l.probability DESC, l.head, l.tail
+        WHERE l.relation = ? AND {where}
+        ORDER BY {"l.strength" if strong else "l.probability"} DESC, l.head, l.tail
         LIMIT ?"""
-    return run_query(conn, sql, parameters=[relation, min_probability, limit])
+    return run_query(conn, sql, parameters=[relation, *params, limit])
 
 
-def count_pairs(conn: duckdb.DuckDBPyConnection, relation: int, min_probability: float = 0.0, joint: bool = False) -> int:
-    """How many pairs of one latent type reach `min_probability`."""
+def count_pairs(conn: duckdb.DuckDBPyConnection, relation: int, min_probability: float = 0.0, joint: bool = False,
+                min_strength: float | None = None) -> int:
+    """How many pairs of one latent type reach `min_probability` (and `min_strength`, where the table has strengths)."""
     view = _latent_view(conn, joint)
-    return run_query(conn, f"SELECT count(*) FROM {view} WHERE relation = ? AND probability >= ?", parameters=[relation, min_probability])[1][0][0]
+    where, params = _pair_filter(conn, view, "", min_probability, min_strength)
+    return run_query(conn, f"SELECT count(*) FROM {view} WHERE relation = ? AND {where}", parameters=[relation, *params])[1][0][0]
 
 
-def relation_type_summary(conn: duckdb.DuckDBPyConnection, min_probability: float = 0.5) -> tuple[list[str], list[tuple]]:
-    """Every relation type with its predefined triples, or for latent ones its pairs and confident pairs."""
+def _has_column(conn: duckdb.DuckDBPyConnection, view: str, column: str) -> bool:
+    """Whether a view has a column (a triplet table written before the strength existed has none)."""
+    return column in [d[0] for d in conn.execute(f"SELECT * FROM {view} LIMIT 0").description]
+
+
+def _pair_filter(conn: duckdb.DuckDBPyConnection, view: str, prefix: str, min_probability: float, min_strength: float | None) -> tuple[str, list]:
+    """The confident-pair condition: probability, and strength where asked and the table has it."""
+    if min_strength is None or not _has_column(conn, view, "strength"):
+        return f"{prefix}probability >= ?", [min_probability]
+    return f"{prefix}probability >= ? AND {prefix}strength >= ?", [min_probability, min_strength]
+
+
+def relation_type_summary(conn: duckdb.DuckDBPyConnection, min_probability: float = 0.5, min_strength: float | None = None) -> tuple[list[str], list[tuple]]:
+    """Every relation type with its predefined triples, or for latent ones its pairs, confident
+    pairs (probability, and strength where asked) and description."""
     _require(conn, "relation_types", "ingest")
     names = set(tables(conn))
     columns = ["rt.id", "rt.name", "rt.kind"]
@@ -231,11 +250,14 @@ def relation_type_summary(conn: duckdb.DuckDBPyConnection, min_probability: floa
                 f"CASE WHEN rt.kind = 'latent' THEN coalesce({alias}.pairs, 0) END AS {label}pairs",
                 f"CASE WHEN rt.kind = 'latent' THEN coalesce({alias}.confident, 0) END AS {label}confident",
             ]
+            where, more = _pair_filter(conn, view, "", min_probability, min_strength)
             joins.append(
-                f"LEFT JOIN (SELECT relation, count(*) AS pairs, count(*) FILTER (WHERE probability >= ?) AS confident "
+                f"LEFT JOIN (SELECT relation, count(*) AS pairs, count(*) FILTER (WHERE {where}) AS confident "
                 f"FROM {view} GROUP BY relation) {alias} ON {alias}.relation = rt.id"
             )
-            params.append(min_probability)
+            params += more
+    if _has_column(conn, "relation_types", "description"):  # written by discover for its latent types
+        columns.append("rt.description")
     sql = f"SELECT {', '.join(columns)} FROM relation_types rt {' '.join(joins)} ORDER BY rt.id"
     return run_query(conn, sql, parameters=params)
 

@@ -103,7 +103,7 @@ def test_readout_counts_confident_pairs_and_their_sources():
     assert t["pairs"] == 5 and t["confident"] == 4 and t["sources"] == {"cooccur": 2, "knn": 2, "both": 0}
     assert [p["probability"] for p in t["top_pairs"]] == pytest.approx([0.99, 0.9])
     page = readout_markdown(r, "x")
-    assert "| latent_1 | 4 of 5 | 2 / 2 / 0 |" in page
+    assert "| latent_1 | nothing above chance | 4 of 5 | 2 / 2 / 0 |" in page
 
 
 def test_readout_chart_is_written(tmp_path):
@@ -188,3 +188,121 @@ def test_training_focus_turns_weak_pairs_into_padding():
     focused = model.focus(batch)
     assert focused.history.tolist() == [[0, 1, 0], [3, 0, 0]] and focused.mask.tolist() == [[False, True, False], [True, False, False]]
     assert DiscoveryModel(Graph(), 4, None, 0.0).focus(batch) is batch  # no filter: the batch as it is
+
+
+# --------------------------------------------------------------------------------------------
+# Strength, names and item-item shares on a planted relation (issue 27)
+
+def _planted(seed: int = 0):
+    """A catalog whose latent type 10 holds 400 same-genre pairs (planted) and 400 random pairs,
+    with LLM vectors that lean towards each item's genre (as the item text names it) and a
+    decoder whose type-10 embedding rewards same-genre pairs: what discover learns when a
+    relation is there."""
+    types, rel, genre, year = _catalog(seed)
+    rng = np.random.default_rng(seed)
+    d = 8
+    centres = rng.normal(size=(len(GENRES), 32))
+    text = centres[genre] + 0.7 * rng.normal(size=(N_ITEMS + 1, 32))
+    text[0] = 0
+    # Decoder: entities carry the genre on the first 5 dimensions, and type 10's vector reads them.
+    entities = 0.3 * rng.normal(size=(N_ITEMS + 1, d))
+    entities[np.arange(N_ITEMS + 1), genre] += 1.0
+    relations = np.zeros((2, d))
+    relations[0, : len(GENRES)] = 1.0
+    relations[1] = rng.normal(size=d)
+    h = rng.integers(1, N_ITEMS + 1, 20000)
+    t = rng.integers(1, N_ITEMS + 1, 20000)
+    same = np.flatnonzero((genre[h] == genre[t]) & (h != t))[:400]
+    other = np.flatnonzero((genre[h] != genre[t]) & (h != t))[:400]
+    heads, tails = np.r_[h[same], h[other]], np.r_[t[same], t[other]]
+    return types, rel, text, entities, relations, heads, tails, np.r_[np.ones(400, bool), np.zeros(400, bool)]
+
+
+def test_strength_ranks_the_planted_pairs_first():
+    from lrd.discover.strength import pair_strength, strength_scale
+
+    _, _, text, entities, relations, heads, tails, planted = _planted()
+    scale = strength_scale(text, entities, relations)
+    strength = pair_strength(scale, heads, tails, np.zeros(len(heads), np.int64))
+    # Random pairs sit near 0 by construction; planted ones well above.
+    assert abs(float(np.median(pair_strength(scale, *random_pairs(N_ITEMS, 2000, 9), np.zeros(2000, np.int64))))) < 0.3
+    top = np.argsort(-strength, kind="stable")[:200]
+    assert planted[top].mean() > 0.95
+    assert strength[planted].mean() > strength[~planted].mean() + 1
+    # Symmetric: the weaker direction of the reconstruction and the cosine do not care about order.
+    assert pair_strength(scale, tails, heads, np.zeros(len(heads), np.int64)) == pytest.approx(strength, abs=1e-4)
+
+
+def test_a_planted_type_is_named_after_its_attribute_and_shows_its_strongest_pairs_first():
+    from lrd.discover.strength import pair_strength, strength_scale
+
+    types, rel, text, entities, relations, heads, tails, planted = _planted()
+    strength = pair_strength(strength_scale(text, entities, relations), heads, tails, np.zeros(len(heads), np.int64))
+    latent = _latent(heads, tails, np.full(len(heads), 10), np.full(len(heads), 0.99)).append_column("strength", pa.array(strength))
+    attrs = ItemAttributes.from_tables(types, rel, N_ITEMS)
+    titles = np.array([f"film {i}" for i in range(N_ITEMS + 1)], dtype=object)
+    r = relation_readout(latent, {10: "latent_1"}, attrs, titles, N_ITEMS, 0.5, random_pairs(N_ITEMS, 4000, 5), top=20)
+    (t,) = r["types"]
+    assert t["description"].startswith("same genre x")
+    # Confident: probable and strong; the random half mostly falls below the strength bar.
+    assert t["confident"] == int(((strength >= 1.0)).sum()) < len(heads)
+    d = t["strength_deciles"]
+    assert d["attribute"] == "genres" and d["top_above_bottom"] and d["share"][0] > 0.9 and r["types_strength_ordered"] == 1
+    shown = [(p["head"], p["tail"]) for p in t["top_pairs"]]
+    assert [p["strength"] for p in t["top_pairs"]] == sorted((p["strength"] for p in t["top_pairs"]), reverse=True)
+    planted_pairs = set(zip(heads[planted].tolist(), tails[planted].tolist()))
+    assert all(pair in planted_pairs for pair in shown)
+    page = readout_markdown(r, "x")
+    assert "| latent_1 | genres |" in page and "latent_1**: same genre x" in page
+
+
+def test_item_item_shares_name_a_type_that_gathers_complements():
+    from lrd.discover.describe import item_item_shares, type_description
+
+    types = pa.table({"id": pa.array([0, 1, 2], pa.int16()), "name": ["any", "complement", "substitute"],
+                      "kind": ["virtual", "item-item", "item-item"]}, schema=schemas.RELATION_TYPES)
+    rng = np.random.default_rng(0)
+    h, t = random_pairs(N_ITEMS, 3000, seed=2)
+    # Complement triples: the first 300 pairs (stored in reverse: either direction counts).
+    rel = pa.table({"head": pa.array(t[:300], pa.int32()), "relation": pa.array(np.ones(300), pa.int16()),
+                    "tail": pa.array(h[:300], pa.int32()), "value": pa.array([None] * 300, pa.string())}, schema=schemas.RELATIONS)
+    relation = np.where(np.arange(3000) < 300, 10, rng.choice([11, 12], 3000))
+    out = item_item_shares(h, t, relation, {10: "latent_1", 11: "latent_2", 12: "latent_3"}, types, rel, N_ITEMS)
+    assert out["base"]["complement"] == pytest.approx(0.1, abs=0.01) and out["base"]["substitute"] == 0
+    first = out["types"]["latent_1"]["complement"]
+    assert first["share"] == 1.0 and first["lift_ci"][0] > 5
+    assert out["types"]["latent_2"]["complement"]["share"] < 0.05
+    entry = {"name": "latent_1", "confident": 300, "attributes": {}}
+    assert type_description(entry, out) == f"complement x{first['lift']:.1f}"
+    assert type_description({"name": "latent_2", "confident": 10, "attributes": {}}, out) == "nothing above chance"
+
+
+def test_relation_types_get_a_description_column():
+    from lrd.discover.describe import with_descriptions
+
+    types = pa.table({"id": pa.array([0, 1], pa.int16()), "name": ["any", "latent_1"], "kind": ["virtual", "latent"]}, schema=schemas.RELATION_TYPES)
+    out = with_descriptions(types, {"types": [{"id": 1, "description": "same genre x2.0"}]})
+    assert out.column("description").to_pylist() == [None, "same genre x2.0"]
+
+
+def test_relations_show_orders_by_strength_then_ids(tmp_path):
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from lrd.sql import count_pairs, latent_pairs, relation_type_summary
+
+    latent = _latent([5, 1, 2, 3], [6, 9, 8, 7], [10, 10, 10, 10], [0.99, 0.99, 0.6, 0.99]).append_column(
+        "strength", pa.array([2.0, 3.0, 3.0, 0.5], pa.float32()))
+    pq.write_table(latent, tmp_path / "latent.parquet")
+    pq.write_table(pa.table({"item": pa.array(range(1, 10), pa.int32()), "title": [f"t{i}" for i in range(1, 10)],
+                             "text": [""] * 9}), tmp_path / "items.parquet")
+    pq.write_table(pa.table({"id": pa.array([10], pa.int16()), "name": ["latent_1"], "kind": ["latent"], "description": ["same genre x2.0"]}),
+                   tmp_path / "relation_types.parquet")
+    conn = duckdb.connect()
+    for name in ("latent", "items", "relation_types"):
+        conn.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{tmp_path / name}.parquet')")
+    columns, rows = latent_pairs(conn, 10, 10, 0.5, False, 1.0)
+    assert columns[-2] == "strength" and [(r[0], r[2]) for r in rows] == [(1, 9), (2, 8), (5, 6)]  # 3 -> 7 is weak
+    assert count_pairs(conn, 10, 0.5, False, 1.0) == 3 and count_pairs(conn, 10) == 4
+    columns, rows = relation_type_summary(conn, 0.5, 1.0)
+    assert columns[-1] == "description" and rows == [(10, "latent_1", "latent", 4, 3, "same genre x2.0")]

@@ -21,14 +21,18 @@ from lrd.errors import DataError
 from lrd.graph import RelationGraph, latent_names
 from lrd.io import atomic_path
 from lrd.models.lrd import LatentRelationDiscovery
+from lrd.discover.strength import StrengthScale, pair_strength, strength_scale
 from lrd.paths import Paths
 from lrd.train.checkpoint import load_weights
 
-# (keys, heads, tails, latent index, probability, entropy) of one chunk, for a readout
-Observer = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
+# (keys, heads, tails, latent index, probability, entropy, strength) of one chunk, for a readout
+Observer = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
 
 # A labelled chunk: the triplet table's columns, then what a readout needs beside them.
 LABELLED = pa.schema(list(schemas.LATENT_RELATIONS) + [pa.field("latent", pa.int16()), pa.field("entropy", pa.float32())])
+
+# The triplet table as written: schemas.LATENT_RELATIONS plus each pair's strength (lrd.discover.strength).
+TRIPLETS = schemas.LATENT_RELATIONS.append(pa.field("strength", pa.float32(), nullable=False))
 
 
 def pair_tables(lrd: LatentRelationDiscovery) -> tuple[torch.Tensor, ...]:
@@ -47,20 +51,28 @@ def label_chunk(keys: np.ndarray, source: pa.Array, base: int, tables, latent: s
                      "entropy": entropy.astype(np.float32)}, schema=LABELLED)
 
 
-def write_labelled(path: Path, labelled: Iterable[pa.Table], base: int, observe: Observer | None = None) -> int:
-    """Stream labelled chunks (LABELLED tables) into the triplet table at `path`, each its own row
-    group(s), feeding `observe` on the way. Returns the row count."""
+def write_labelled(path: Path, labelled: Iterable[pa.Table], base: int, scale: StrengthScale, observe: Observer | None = None) -> int:
+    """Stream labelled chunks (LABELLED tables) into the triplet table (TRIPLETS) at `path`, each
+    its own row group(s), with each pair's strength under `scale`, feeding `observe` on the way.
+    Returns the row count."""
     rows = 0
-    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schemas.LATENT_RELATIONS, compression="zstd") as writer:
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, TRIPLETS, compression="zstd") as writer:
         for chunk in labelled:
+            heads, tails = (chunk.column(c).to_numpy().astype(np.int64) for c in ("head", "tail"))
+            latent, prob = chunk.column("latent").to_numpy(), chunk.column("probability").to_numpy()
+            strength = pair_strength(scale, heads, tails, latent)
             if observe:
-                heads, tails = (chunk.column(c).to_numpy().astype(np.int64) for c in ("head", "tail"))
-                observe(heads * base + tails, heads, tails, chunk.column("latent").to_numpy(), chunk.column("probability").to_numpy(),
-                        chunk.column("entropy").to_numpy())
-            triplets = chunk.select(schemas.LATENT_RELATIONS.names)
-            writer.write_table(triplets if triplets.schema.equals(schemas.LATENT_RELATIONS) else triplets.cast(schemas.LATENT_RELATIONS))
+                observe(heads * base + tails, heads, tails, latent, prob, chunk.column("entropy").to_numpy(), strength)
+            triplets = chunk.select(schemas.LATENT_RELATIONS.names).append_column("strength", pa.array(strength, pa.float32()))
+            writer.write_table(triplets if triplets.schema.equals(TRIPLETS) else triplets.cast(TRIPLETS))
             rows += chunk.num_rows
     return rows
+
+
+def decoder_scale(lrd: LatentRelationDiscovery, graph: RelationGraph, entities: torch.Tensor, relations: torch.Tensor) -> StrengthScale:
+    """The strength scale of a model whose decoder has these item (entity) and relation embeddings."""
+    return strength_scale(lrd.text.cpu().numpy(), entities.detach().float().cpu().numpy(),
+                          relations.detach().float().cpu().numpy()[graph.latent])
 
 
 def write_labelled_pairs(
@@ -68,12 +80,14 @@ def write_labelled_pairs(
     lrd: LatentRelationDiscovery,
     graph: RelationGraph,
     chunks: Iterable[tuple[np.ndarray, pa.Array]],
+    scale: StrengthScale,
     observe: Observer | None = None,
 ) -> int:
     """Label each chunk of (pair keys head * (n_items + 1) + tail, source) and write it. Returns the row count."""
     base, tables = graph.n_items + 1, pair_tables(lrd)
     latent_ids = np.asarray(graph.global_ids)[graph.latent].astype(np.int16)
-    return write_labelled(path, (label_chunk(keys, source, base, tables, graph.latent, latent_ids) for keys, source in chunks), base, observe)
+    labelled = (label_chunk(keys, source, base, tables, graph.latent, latent_ids) for keys, source in chunks)
+    return write_labelled(path, labelled, base, scale, observe)
 
 
 def stored_pairs(path: Path, n_items: int, chunk: int = 1 << 20) -> Iterable[tuple[np.ndarray, pa.Array]]:
@@ -88,7 +102,9 @@ def relabel_pairs(latent: Path, out: Path, state: dict, text: torch.Tensor, grap
     """The pairs of a triplet table labelled again by the LRD module of a jointly trained model's weights."""
     lrd = LatentRelationDiscovery(text, dim, graph.n_relations, alpha, drop_virtual)
     lrd.load_state_dict({k.removeprefix("lrd."): v for k, v in state.items() if k.startswith("lrd.")})
-    return write_labelled_pairs(out, lrd, graph, stored_pairs(latent, graph.n_items))
+    # The strength under the joint model's own decoder: the recommender's item and relation embeddings.
+    scale = decoder_scale(lrd, graph, state["entities.weight"], state["relations.weight"])
+    return write_labelled_pairs(out, lrd, graph, stored_pairs(latent, graph.n_items), scale)
 
 
 def relabel_best_run(paths: Paths, runs: list[tuple[float, str, int]], tables, text: np.ndarray | None, kinds: tuple[str, ...],
@@ -97,7 +113,7 @@ def relabel_best_run(paths: Paths, runs: list[tuple[float, str, int]], tables, t
     (dev NDCG@5, model, seed); an empty table when there is none. Returns the run used."""
     if not runs or text is None or not paths.latent.exists():
         with atomic_path(paths.latent_joint) as tmp:
-            pq.write_table(schemas.LATENT_RELATIONS.empty_table(), tmp)
+            pq.write_table(TRIPLETS.empty_table(), tmp)
         return None
     _, name, seed = max(runs)
     try:
@@ -112,7 +128,7 @@ def relabel_best_run(paths: Paths, runs: list[tuple[float, str, int]], tables, t
             "%s is not in this workspace (`dvc pull` brings it where a remote holds it, or re-run the cell): "
             "discover's pairs are not labelled again by the joint model; %s left empty", paths.best_checkpoint(name, seed), paths.latent_joint)
         with atomic_path(paths.latent_joint) as tmp:
-            pq.write_table(schemas.LATENT_RELATIONS.empty_table(), tmp)
+            pq.write_table(TRIPLETS.empty_table(), tmp)
         return None
     graph = RelationGraph.from_tables(tables.relation_types, tables.relations, tables.n_items, kinds=kinds, latent=latent_names(latent_types))
     state = load_weights(paths.best_checkpoint(name, seed), f"re-run the cell {paths.dataset}-{name}-{seed} "

@@ -25,6 +25,7 @@ import pyarrow as pa
 from lrd.cluster import connect, ray_job
 from lrd.config.train import DiscoverConfig
 from lrd.discover.labels import LABELLED, Observer, label_chunk, pair_tables, write_labelled
+from lrd.discover.strength import StrengthScale
 from lrd.discover.pairs import cooccur_keys_at, knn_keys_at, labelled_groups, train_occurrences
 from lrd.embed.store import EmbeddingStore
 from lrd.graph import RelationGraph
@@ -84,9 +85,10 @@ class BucketLabeller:
 
 
 def label_candidates(path: Path, lrd: LatentRelationDiscovery, graph: RelationGraph, seqs: Sequences, store: EmbeddingStore,
-                     cfg: DiscoverConfig, observe: Observer, cooccur_keep: np.ndarray | None = None) -> tuple[int, int, int]:
-    """Write the labelled candidate pairs to `path` from a Ray job; `cooccur_keep`: the sorted keys of
-    the co-occurring pairs to keep (None: all). Returns (rows, co-occurrence pairs, kNN pairs)."""
+                     cfg: DiscoverConfig, observe: Observer, scale: StrengthScale, cooccur_keep: np.ndarray | None = None) -> tuple[int, int, int]:
+    """Write the labelled candidate pairs to `path` from a Ray job, with their strength under `scale`;
+    `cooccur_keep`: the sorted keys of the co-occurring pairs to keep (None: all). Returns (rows,
+    co-occurrence pairs, kNN pairs)."""
     ray = connect("discover.engine")
     n_items = graph.n_items
     k = max(0, min(cfg.knn, n_items - 1))
@@ -99,12 +101,12 @@ def label_candidates(path: Path, lrd: LatentRelationDiscovery, graph: RelationGr
         "tables": [t.numpy() for t in pair_tables(lrd)], "latent": (graph.latent.start, graph.latent.stop),
         "latent_ids": np.asarray(graph.global_ids)[graph.latent].astype(np.int16), "cooccur_keep": cooccur_keep,
     }
-    rows, counts = run_buckets(ray, path, buckets, BucketLabeller, args, n_items + 1, observe, cfg.ray_workers)
+    rows, counts = run_buckets(ray, path, buckets, BucketLabeller, args, n_items + 1, observe, cfg.ray_workers, scale)
     return rows, counts["cooccur"], counts["knn"]
 
 
 def run_buckets(ray, path: Path, buckets: list[dict], labeller: type, args: dict, base: int, observe: Observer | None,
-                workers: int | None) -> tuple[int, dict[str, int]]:
+                workers: int | None, scale: StrengthScale) -> tuple[int, dict[str, int]]:
     """Label `buckets` on a pool of `labeller` actors (constructed with `args` and `threads`) and
     stream them into the triplet table at `path`. Returns (rows, pairs per source incl. "both")."""
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -126,5 +128,5 @@ def run_buckets(ray, path: Path, buckets: list[dict], labeller: type, args: dict
             yield chunk
 
     with ray_job("labelling candidate pairs"):
-        rows = write_labelled(path, labelled(), base, observe)
+        rows = write_labelled(path, labelled(), base, scale, observe)
     return rows, counts

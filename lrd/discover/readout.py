@@ -11,9 +11,13 @@ import dataclasses
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from lrd.discover.coherence import CI_METHOD, ItemAttributes, attribute_shares, lifts, random_pairs
+from lrd.discover.describe import decile_table, item_item_shares, signature_attribute, type_description
 from lrd.discover.known import KnownPairs, known_recall, load_known
+from lrd.discover.strength import MIN_STRENGTH
+from lrd.io import read_parquet
 from lrd.keys import KeySet
 from lrd.sequences import Sequences
 
@@ -28,6 +32,7 @@ class Readout:
     predefined: KeySet  # predefined item-item pair keys
     predefined_codes: np.ndarray  # type code of each
     n_predefined: int
+    min_strength: float = MIN_STRENGTH
     usage: np.ndarray = None
     confident_usage: np.ndarray = None
     contingency: np.ndarray = None
@@ -41,11 +46,11 @@ class Readout:
         self.contingency = np.zeros((self.n_predefined + 1, self.n_latent), np.int64)
         self.confident_items = np.zeros(self.n_items + 1, bool)
 
-    def __call__(self, keys, heads, tails, latent_idx, prob, entropy) -> None:
+    def __call__(self, keys, heads, tails, latent_idx, prob, entropy, strength) -> None:
         self.pairs += len(keys)
         self.entropy_sum += float(entropy.sum())
         self.usage += np.bincount(latent_idx, minlength=self.n_latent)
-        conf = prob >= self.min_probability
+        conf = confident_pairs(prob, strength, self.min_probability, self.min_strength)
         self.confident_usage += np.bincount(latent_idx[conf], minlength=self.n_latent)
         self.confident_items[heads[conf]] = True
         self.confident_items[tails[conf]] = True
@@ -72,6 +77,22 @@ def normalized_mutual_information(contingency: np.ndarray) -> float | None:
 # The readout a person reads: per latent type, do its confident pairs look alike?
 
 BASELINE_PAIRS = 100_000  # random / co-occurring pairs drawn for the chance shares
+LATENT_COLUMNS = ["head", "tail", "relation", "probability", "source", "strength"]  # what the readout reads
+
+
+def confident_pairs(prob: np.ndarray, strength: np.ndarray | None, min_probability: float, min_strength: float = MIN_STRENGTH) -> np.ndarray:
+    """The confident pairs: probable (q) and strong (lrd.discover.strength); q alone where a table
+    written before the strength existed has none."""
+    return (prob >= min_probability) & (strength >= min_strength) if strength is not None else prob >= min_probability
+
+
+def read_latent(path, stage: str) -> pa.Table:
+    """The readout's columns of a triplet table (without strength when it predates it)."""
+    try:
+        names = set(pq.ParquetFile(path).schema_arrow.names)
+    except (pa.ArrowInvalid, OSError):
+        names = set(LATENT_COLUMNS)  # missing or unreadable: read_parquet says what to run
+    return read_parquet(path, stage, columns=[c for c in LATENT_COLUMNS if c in names])
 
 
 def consecutive_pairs(seqs: Sequences) -> tuple[np.ndarray, np.ndarray]:
@@ -84,12 +105,14 @@ def consecutive_pairs(seqs: Sequences) -> tuple[np.ndarray, np.ndarray]:
 
 def relation_readout(latent: pa.Table, type_names: dict[int, str], attrs: ItemAttributes, titles: np.ndarray, n_items: int,
                      min_probability: float, cooccur: tuple[np.ndarray, np.ndarray], known: KnownPairs | None = None, top: int = 10,
-                     seed: int = 0) -> dict:
-    """Per latent type: its pairs and confident pairs, where the confident ones come from
-    (co-occurrence, neighbours, both), the share of them that share each attribute against random
-    pairs and the `cooccur` pairs (heads, tails: consecutive_pairs) as a lift with a Wilson CI,
-    and its top pairs with titles; the known relations' recall. `latent`: head, tail, relation,
-    probability, source; `titles`: indexed by item id."""
+                     seed: int = 0, item_item: dict | None = None) -> dict:
+    """Per latent type: its pairs and confident pairs (confident_pairs), where the confident ones
+    come from (co-occurrence, neighbours, both), the share of them that share each attribute
+    against random pairs and the `cooccur` pairs (heads, tails: consecutive_pairs) as a lift with a
+    Wilson CI, the share of its pairs sharing its signature attribute per strength decile, its
+    strongest pairs with titles and a description; the known relations' recall. `latent`: head,
+    tail, relation, probability, source[, strength]; `titles`: indexed by item id; `item_item`:
+    describe.item_item_shares of the same pairs."""
     heads = latent.column("head").to_numpy().astype(np.int64)
     tails = latent.column("tail").to_numpy().astype(np.int64)
     relation = latent.column("relation").to_numpy().astype(np.int64)
@@ -101,10 +124,11 @@ def relation_readout(latent: pa.Table, type_names: dict[int, str], attrs: ItemAt
     co = np.sort(rng.choice(co, BASELINE_PAIRS, replace=False)) if len(co) > BASELINE_PAIRS else co
     baselines = {"random": attribute_shares(attrs, *random_pairs(n_items, BASELINE_PAIRS, seed), tuple(attrs.incidence)),
                  "cooccur": attribute_shares(attrs, cooccur[0][co], cooccur[1][co], tuple(attrs.incidence))}
-    confident = prob >= min_probability
-    # A fixed pseudo-random order among equal probabilities (many saturate at 1.0), so that the
-    # top pairs are not simply the lowest item ids.
-    tiebreak = (heads * (n_items + 1) + tails) * 2654435761 % (1 << 32)
+    strength = latent.column("strength").to_numpy().astype(np.float64) if "strength" in latent.column_names else None
+    confident = confident_pairs(prob, strength, min_probability)
+    # Strongest first (q where the table has no strength), then by ids: the same order every time.
+    rank = strength if strength is not None else prob
+    keys = heads * (n_items + 1) + tails
     types = []
     for rid, name in sorted(type_names.items()):
         mine = relation == rid
@@ -115,14 +139,22 @@ def relation_readout(latent: pa.Table, type_names: dict[int, str], attrs: ItemAt
             shares = attribute_shares(attrs, heads[sel], tails[sel], tuple(attrs.incidence))
             entry["attributes"] = {a: lifts(shares[a], {b: baselines[b][a] for b in baselines}) for a in attrs.incidence}
             entry["above_chance"] = [a for a in shown if (entry["attributes"][a]["lift_random_ci"] or [0])[0] > 1]
-            best = sel[np.lexsort((tiebreak[sel], -prob[sel]))[:top]]
+            best = sel[np.lexsort((keys[sel], -rank[sel]))[:top]]
             entry["top_pairs"] = [{"head": int(h), "head_title": str(titles[h]), "tail": int(t), "tail_title": str(titles[t]),
-                                   "probability": round(float(p), 4), "source": str(s)}
-                                  for h, t, p, s in zip(heads[best], tails[best], prob[best], source[best])]
+                                   "probability": round(float(p), 4), "strength": None if strength is None else round(float(strength[i]), 3),
+                                   "source": str(s)}
+                                  for i, h, t, p, s in zip(best, heads[best], tails[best], prob[best], source[best])]
+            signature = signature_attribute(entry, shown)
+            if strength is not None and signature is not None:
+                # Over all the type's pairs, not only the confident ones: does strength order them?
+                mine_idx = np.flatnonzero(mine)
+                hit = attrs.shared(heads[mine_idx], tails[mine_idx], (signature,))[signature]
+                entry["strength_deciles"] = {"attribute": signature, **decile_table(strength[mine_idx], keys[mine_idx], hit)}
         types.append(entry)
     used = [t for t in types if t["confident"]]
     out = {
         "min_probability": min_probability,
+        "min_strength": MIN_STRENGTH if strength is not None else None,
         "ci_method": CI_METHOD,
         "attributes_shown": list(shown),
         "baselines": {b: {a: s["share"] for a, s in shares.items()} | {"pairs": next(iter(shares.values()))["pairs"] if shares else 0}
@@ -131,8 +163,11 @@ def relation_readout(latent: pa.Table, type_names: dict[int, str], attrs: ItemAt
         "confident": int(confident.sum()),
         "types_used": len(used),
         "types_above_chance": sum(bool(t["above_chance"]) for t in used),
+        "types_strength_ordered": sum(t.get("strength_deciles", {}).get("top_above_bottom", False) for t in used),
         "types": types,
     }
+    if item_item is not None:
+        out["item_item"] = item_item
     if known is not None:
         k = out["known"] = known_recall(known, heads, tails, relation, prob, type_names, n_items, 0.5)
         # What the recall is worth: the share of all labelled pairs that are confident (a random
@@ -144,6 +179,10 @@ def relation_readout(latent: pa.Table, type_names: dict[int, str], attrs: ItemAt
         k["type_lift"] = {name: (n / k["found"]) / (sizes[name] / at_half.sum()) for name, n in k["types"].items()}
         gathers = {name for name, lift in k["type_lift"].items() if lift > 1 and k["types"][name] >= 3}
         out["types_above_chance_or_known"] = sum(bool(t["above_chance"]) or t["name"] in gathers for t in used)
+    known_lift = (out.get("known") or {}).get("type_lift", {})
+    for t in types:
+        gathered = t["name"] in known_lift and out["known"]["types"].get(t["name"], 0) >= 3
+        t["description"] = type_description(t, item_item, known_lift[t["name"]] if gathered else None)
     return out
 
 
@@ -166,5 +205,8 @@ def readout_for(tables, relation_types: pa.Table, latent: pa.Table, dataset: str
     """relation_readout for a dataset's processed tables (DatasetTables) and a latent table."""
     attrs = ItemAttributes.from_tables(tables.relation_types, tables.relations, tables.n_items)
     seqs = Sequences.from_table(tables.interactions, tables.n_users, tables.n_items)
-    return relation_readout(latent, latent_type_names(relation_types), attrs, item_titles(tables.items, tables.n_items), tables.n_items,
-                            min_probability, consecutive_pairs(seqs), load_known(dataset, tables.items), top)
+    names = latent_type_names(relation_types)
+    heads, tails, relation = (latent.column(c).to_numpy().astype(np.int64) for c in ("head", "tail", "relation"))
+    item_item = item_item_shares(heads, tails, relation, names, tables.relation_types, tables.relations, tables.n_items)
+    return relation_readout(latent, names, attrs, item_titles(tables.items, tables.n_items), tables.n_items,
+                            min_probability, consecutive_pairs(seqs), load_known(dataset, tables.items), top, item_item=item_item)

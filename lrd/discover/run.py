@@ -11,12 +11,13 @@ import torch
 from lrd import schemas
 from lrd.config.train import DiscoverConfig
 from lrd.data.tables import DatasetTables
-from lrd.discover.labels import write_labelled_pairs
+from lrd.discover.describe import with_descriptions
+from lrd.discover.labels import decoder_scale, write_labelled_pairs
 from lrd.discover.model import DiscoveryModel, train_discovery
 from lrd.discover.coherence import ItemAttributes
 from lrd.discover.pairs import (EXACT_KNN_MAX_ITEMS, attribute_vectors, cooccur_counts, cooccur_pmi, exact_knn_keys, knn_keys,
                                 labelled_groups, predefined_pairs, strong_cooccur)
-from lrd.discover.readout import Readout, normalized_mutual_information, readout_for
+from lrd.discover.readout import Readout, normalized_mutual_information, read_latent, readout_for
 from lrd.embed.store import EmbeddingStore
 from lrd.errors import ConfigError
 from lrd.graph import RelationGraph, latent_names
@@ -57,11 +58,12 @@ def discover(tables: DatasetTables, store: EmbeddingStore, cfg: DiscoverConfig, 
 
     pre_keys, pre_codes, pre_types, no_predefined = predefined_pairs(tables.relations, tables.n_items)
     readout = Readout(tables.n_items, cfg.latent_types, cfg.min_probability, pre_keys, pre_codes, len(pre_types))
+    scale = decoder_scale(lrd, graph, model.entities.weight, model.relations.weight)  # each pair's strength
     if cfg.engine == "ray":
         from lrd.discover import ray_engine  # imported here only: nothing loads Ray unless an engine is ray
 
         keep = strong_cooccur(*counts, tables.n_items, cfg.cooccur_min_count, cfg.cooccur_min_pmi)
-        rows, n_cooccur, n_knn = ray_engine.label_candidates(paths.latent, lrd, graph, seqs, store, cfg, readout,
+        rows, n_cooccur, n_knn = ray_engine.label_candidates(paths.latent, lrd, graph, seqs, store, cfg, readout, scale,
                                                              None if keep.all() else counts[0][keep])
     else:
         cooccur = counts[0][strong_cooccur(*counts, tables.n_items, cfg.cooccur_min_count, cfg.cooccur_min_pmi)]
@@ -75,7 +77,7 @@ def discover(tables: DatasetTables, store: EmbeddingStore, cfg: DiscoverConfig, 
             knn, n_knn = exact_knn_keys(joined, cfg.knn)
         else:
             knn, n_knn = knn_keys(store, tables.n_items, cfg.knn)
-        rows = write_labelled_pairs(paths.latent, lrd, graph, labelled_groups(cooccur, knn, cfg.row_group_size), readout)
+        rows = write_labelled_pairs(paths.latent, lrd, graph, labelled_groups(cooccur, knn, cfg.row_group_size), scale, readout)
         n_cooccur = len(cooccur)
 
     first_latent = tables.relation_types.num_rows
@@ -111,8 +113,9 @@ def discover(tables: DatasetTables, store: EmbeddingStore, cfg: DiscoverConfig, 
     # What a person reads (also reports/<ds>/relations.md): per type, coherence over chance,
     # sources, top titled pairs; the known relations' recall.
     relation_types = read_parquet(paths.relation_types, "discover")
-    latent = read_parquet(paths.latent, "discover", columns=["head", "tail", "relation", "probability", "source"])
-    metrics["readout"] = readout_for(tables, relation_types, latent, paths.dataset, cfg.min_probability, top=3)
+    metrics["readout"] = readout_for(tables, relation_types, read_latent(paths.latent, "discover"), paths.dataset, cfg.min_probability, top=3)
+    # Each latent type's description beside its name, for `lrd sql` and `lrd relations types`.
+    write_parquet(with_descriptions(relation_types, metrics["readout"]), paths.relation_types)
     write_json(metrics, paths.discover_metrics)
     write_csv(result.curve, paths.discover_curve)
     return metrics
