@@ -379,13 +379,14 @@ def ablations_markdown(paths: Paths, variants: dict[str, ModelRuns], gains: dict
 
 
 def report_ablations(paths: Paths, described: dict[str, str], bases: dict[str, str | None],
-                     seeds_of: Callable[[str], Iterable[int]] | None = None) -> None:
-    """reports/<ds>/ablations.md: each variant of `described` (name -> what it changes) with its lift."""
+                     seeds_of: Callable[[str], Iterable[int]] | None = None, joint: str = "") -> None:
+    """reports/<ds>/ablations.md: each variant of `described` (name -> what it changes) with its lift,
+    then `joint` (the joint models' relations, lrd.discover.joint)."""
     variants = load_runs(paths, list(described), seeds_of)
     base_runs = load_runs(paths, sorted({b for b in bases.values() if b}), seeds_of)
     gains = lifts(paths, variants, bases, base_runs)
     with atomic_path(paths.reports / "ablations.md") as tmp:
-        tmp.write_text(ablations_markdown(paths, variants, gains, described))
+        tmp.write_text(ablations_markdown(paths, variants, gains, described) + joint)
 
 
 def paper_table(results: dict[str, dict[str, ModelRuns]], model_names: list[str]) -> str:

@@ -10,6 +10,7 @@ from lrd.config.datasets import dataset_config
 from lrd.config.embed import EmbedConfig
 from lrd.config.train import DiscoverConfig, TrainConfig
 from lrd.data.tables import DatasetTables
+from lrd.discover.joint import joint_markdown, joint_readouts
 from lrd.discover.labels import relabel_best_run
 from lrd.discover.report import write_relations_report
 from lrd.embed.store import open_store
@@ -31,11 +32,14 @@ def run(params: dict, dataset: str) -> None:
 
     models = report_dataset(paths, list(train.all_models), tables.stats.get("n_negatives", "stored"), bases, seeds_of)
     variants = train.lrd_models + train.ablation_models
-    if variants:
-        report_ablations(paths, {m: train.changes(m) for m in variants}, bases, seeds_of)
     runs = [(m.runs[s]["dev"]["NDCG@5"], name, s) for name, m in models.items() if m.info["lrd"] for s in m.seeds]
-    text = open_store(paths, EmbedConfig.from_params(params)).matrix(tables.n_items) if runs else None
-    used = relabel_best_run(paths, runs, tables, text, tables.model_relations(discover.model_relations), discover.latent_types,
+    trained = [(v, s, paths.best_checkpoint(v, s)) for v in variants for s in seeds_of(v) if paths.run_metrics(v, s).exists()]
+    text = open_store(paths, EmbedConfig.from_params(params)).matrix(tables.n_items) if runs or trained else None
+    kinds = tables.model_relations(discover.model_relations)
+    if variants:
+        joint = joint_readouts(trained, paths.latent, tables, text, kinds) if trained and paths.latent.exists() else []
+        report_ablations(paths, {m: train.changes(m) for m in variants}, bases, seeds_of, joint_markdown(joint))
+    used = relabel_best_run(paths, runs, tables, text, kinds, discover.latent_types,
                             discover.alpha, discover.drop_virtual, train.dim)
     if used:
         log.info("discover's pairs labelled again by %s seed %d (best dev NDCG@5 of the +LRD runs) -> %s", *used, paths.latent_joint)

@@ -349,8 +349,15 @@ def test_ablation_table_measures_each_variant_against_its_base(ws):
         for name in ("kda", "kda_paper", "kda_lrd_paper", "kda_lrd_random"):
             _train(params, name, seed)
     compare_stage.run(params, "tiny")
-    table = (P.reports / "ablations.md").read_text()
+    table, joint = (P.reports / "ablations.md").read_text().split("## The joint model's relations")
     row = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in table.splitlines() if line.startswith("| kda")}
+    # every +LRD run's extractor read out: where q goes, how many latent types keep pairs
+    runs = {tuple(line.split(" | ")[:2]): line.split(" | ") for line in joint.splitlines() if line.startswith("| kda")}
+    assert set(runs) == {(f"| {m}", str(s)) for m in ("kda_lrd_paper", "kda_lrd_random") for s in (21, 22)}
+    for cells in runs.values():
+        k, latent_q, kept = int(cells[2]), float(cells[3]), int(cells[4])
+        assert 0 <= latent_q <= 1 and 0 <= kept <= k == params["discover"]["latent_types"]
+        assert sum(float(c) for c in cells[6:-1] + [cells[-1].strip(" |")]) + latent_q == pytest.approx(1, abs=0.01)
     assert row["kda_lrd_paper"][1:4] == ["random temporal kernel", "kda_paper", "2"]
     assert row["kda_lrd_random"][1:4] == ["random item vectors", "kda", "2"]
     assert "%" in row["kda_lrd_random"][5] and "[" in row["kda_lrd_random"][5]
