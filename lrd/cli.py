@@ -378,6 +378,14 @@ def matrix_run(jobs, rerun_stale, retry_failed, no_record, threads, datasets, mo
     from lrd import matrix
 
     root, selected, params = _matrix(datasets, models, seeds)
+    # one runner per workspace, taken before reading the cells' states: a second runner stops here
+    with matrix.runner_lock(matrix.logs_dir(root)):
+        _run_cells(root, selected, params, jobs, rerun_stale, retry_failed, no_record, threads)
+
+
+def _run_cells(root, selected, params, jobs, rerun_stale, retry_failed, no_record, threads) -> None:
+    from lrd import matrix
+
     bounds = matrix.StopBounds.from_params(params)
     default, slots = matrix.default_jobs(threads)
     jobs = jobs or default
@@ -385,10 +393,8 @@ def matrix_run(jobs, rerun_stale, retry_failed, no_record, threads, datasets, mo
     current = matrix.states(root, selected, use_dvc=not no_record)
     todo = matrix.schedule([s.cell for s in current if s.state in wanted], current, bounds=bounds)
     click.echo(matrix.status_table(current, jobs, 40, bounds))
-    stale = [s.cell.name for s in current if s.state == "stale"]
-    if stale and not rerun_stale:
-        click.echo(f"\nleft alone: {len(stale)} stale cell(s) (results not recorded in dvc.lock); "
-                   "`lrd matrix commit` them, or pass --rerun-stale", err=True)
+    if not rerun_stale:
+        _left_alone([s for s in current if s.state == "stale"])
     if not todo and not any(s.state == "running" for s in current):
         click.echo("\nnothing to run")
         return
@@ -404,6 +410,18 @@ def matrix_run(jobs, rerun_stale, retry_failed, no_record, threads, datasets, mo
     if failed:
         click.echo(f"{len(failed)} cell(s) failed: {', '.join(c.name for c, _ in failed)} (`lrd matrix status` says why)", err=True)
         sys.exit(1)
+
+
+def _left_alone(stale) -> None:
+    """Say which stale cells this run does not touch, and what to do with each kind."""
+    old = [s.cell.name for s in stale if s.params_changed]
+    other = [s.cell.name for s in stale if not s.params_changed]
+    if other:
+        click.echo(f"\nleft alone: {len(other)} stale cell(s) (results not recorded in dvc.lock, or their code or data changed); "
+                   "`lrd matrix commit` them when the change leaves results as they were, or pass --rerun-stale", err=True)
+    if old:
+        click.echo(f"\nleft alone: {len(old)} cell(s) whose results were made with other params than params.yaml's "
+                   f"({', '.join(old)}): pass --rerun-stale to run them again (they cannot be committed as they are)", err=True)
 
 
 @matrix_group.command("commit")

@@ -17,6 +17,7 @@ the pid of a running cell, the exit status of a failed one).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ from lrd.config.train import TrainConfig
 from lrd.errors import ConfigError, DataError, LRDError
 from lrd.io import read_json
 from lrd.paths import Paths
+from lrd.runlock import claim, claim_holder, hand_over, read_claim, runner_lock  # noqa: F401 (runner_lock: the CLI takes it from here)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,12 @@ class Cell:
     def command(self) -> list[str]:
         """dvc.yaml's `cmd` for the cell."""
         return ["stages/run", STAGES[self.stage][3], self.dataset, self.model, str(self.seed)]
+
+    @property
+    def argv_tail(self) -> tuple[str, str, str]:
+        """How the cell's stage command ends: how a pid file of an older runner (the pid alone) is
+        told from an unrelated process that got the same pid."""
+        return (self.dataset, self.model, str(self.seed))
 
     def paths(self, root: Path) -> Paths:
         return Paths(self.dataset, root)
@@ -105,19 +113,17 @@ class CellState:
     best_epoch: int | None = None  # the epoch that first reached best_dev
     note: str = ""
     metrics: dict | None = None
+    params_changed: list[str] = dataclasses.field(default_factory=list)  # results of the old params (see old_results)
 
 
 def logs_dir(root: Path) -> Path:
     return root / "logs" / "matrix"
 
 
-def _pid_alive(pid_file: Path) -> bool:
-    try:
-        pid = int(pid_file.read_text().split()[0])
-        os.kill(pid, 0)
-    except (OSError, ValueError, IndexError):
-        return False
-    return True
+def running_in(root: Path, cell: Cell) -> int | None:
+    """The pid of the live process that runs `cell` (its pid file names it), else None."""
+    holder = claim_holder(logs_dir(root) / f"{cell.name}.pid", cell.argv_tail)
+    return holder.pid if holder is not None else None
 
 
 def _read_json(path: Path) -> dict | None:
@@ -143,26 +149,48 @@ def _progress(state_file: Path) -> tuple[int, float | None, float | None, int | 
     return len(curve), (max(dev) if dev else None), (seconds / len(curve) if curve else None), (dev.index(max(dev)) + 1 if dev else None)
 
 
+def read_lock(root: Path) -> dict:
+    """dvc.lock's `stages` ({} when there is no dvc.lock yet); LRDError when it is not a lock file."""
+    path = root / "dvc.lock"
+    try:
+        lock = yaml.safe_load(path.read_text()) if path.exists() else {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise LRDError(f"{path} cannot be read ({_first_line(str(exc))}); restore it (`git checkout dvc.lock`)") from None
+    lock = lock or {}
+    stages = lock.get("stages", {}) if isinstance(lock, dict) else None
+    if not isinstance(stages, dict) or not all(isinstance(v, dict) for v in stages.values()):
+        raise LRDError(f"{path} is not a DVC lock file (a mapping with `stages:`, one mapping per stage; found "
+                       f"{type(lock).__name__ if not isinstance(lock, dict) else 'stages: ' + type(stages).__name__}); "
+                       "restore it (`git checkout dvc.lock`)")
+    return stages
+
+
 def lock_stages(root: Path) -> set[str]:
     """The stages dvc.lock records."""
-    try:
-        lock = yaml.safe_load((root / "dvc.lock").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return set()
-    return set((lock.get("stages") or {}).keys())
+    return set(read_lock(root))
 
 
-def dvc_changed(root: Path, names: list[str]) -> dict[str, bool] | None:
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0][:200] if lines else ""
+
+
+def dvc_changed(root: Path, names: list[str]) -> dict[str, bool]:
     """The stages among `names` that `dvc status` would run again, each with whether only outputs
-    are missing here (a clone without the DVC cache: `dvc pull` brings them); None when DVC cannot tell."""
+    are missing here (a clone without the DVC cache: `dvc pull` brings them). LRDError when DVC
+    cannot answer: an empty or unreadable answer must never read as "nothing changed"."""
     if not names:
         return {}
     proc = subprocess.run([sys.executable, "-m", "dvc", "status", "--json", *names], cwd=root, capture_output=True, text=True,
                           env={**os.environ, "DVC_NO_ANALYTICS": "1"})
     try:
-        report = json.loads(proc.stdout or "{}")
+        report = json.loads(proc.stdout) if proc.returncode == 0 else None
     except ValueError:
-        return None
+        report = None
+    if not isinstance(report, dict):
+        said = _first_line(proc.stderr) or _first_line(proc.stdout) or "no answer"
+        raise LRDError(f"`dvc status` failed (exit {proc.returncode}: {said}), so which cells are done is unknown; "
+                       "fix what it says (params.yaml, dvc.yaml or dvc.lock) and run again, or pass --no-dvc")
     out = {}
     for name, changes in report.items():
         kinds = {k: v for change in changes if isinstance(change, dict) for k, v in change.items()}
@@ -173,35 +201,107 @@ def dvc_changed(root: Path, names: list[str]) -> dict[str, bool] | None:
     return out
 
 
+def _md5(path: Path) -> str | None:
+    """The file's md5 as dvc.lock records it (`hash: md5`: of the bytes), None when it is missing."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "md5").hexdigest()
+    except OSError:
+        return None
+
+
+def _same_value(a, b) -> bool:
+    """Whether two params values are equal as DVC means it: dvc.lock writes some floats as strings
+    ("1e-06" for 1.0e-6), so numbers compare as numbers."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(_same_value, a, b))
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return a is b or a == b
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return a == b
+
+
+_ABSENT = object()
+
+
+def _lookup(params: dict, key: str):
+    """params.yaml's value of a DVC params key (`models.kda`, `train.l2`, `dim`), _ABSENT when missing."""
+    value = params
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _ABSENT
+        value = value[part]
+    return value
+
+
+def old_results(root: Path, cell: Cell, lock: dict, params: dict | None = None) -> list[str]:
+    """The params that differ between params.yaml and what dvc.lock recorded for the cell, each as
+    `key: recorded -> now`, when the cell's results still hash to what dvc.lock recorded: the results
+    are then the earlier run's, made with the recorded params, and recording them under the new
+    params would be wrong. [] when the params agree, or when the results changed (a new run)."""
+    entry = lock.get(cell.name)
+    if not isinstance(entry, dict):
+        return []
+    outs = {o.get("path"): o.get("md5") for o in entry.get("outs") or [] if isinstance(o, dict)}
+    results = [path for path in outs if isinstance(path, str) and path.startswith("results/")]
+    if not results or any(_md5(root / path) != outs[path] for path in results):
+        return []
+    if params is None:
+        params = _params_file(root / "params.yaml")
+    recorded = (entry.get("params") or {}).get("params.yaml") or {}
+    differ = []
+    for key, then in sorted(recorded.items()):
+        now = _lookup(params, key)
+        if now is _ABSENT or not _same_value(then, now):
+            differ.append(f"{key}: {_short(then)} -> {'(absent)' if now is _ABSENT else _short(now)}")
+    return differ
+
+
+def _short(value) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def states(root: Path, selected: list[Cell], use_dvc: bool = True) -> list[CellState]:
     """The state of each cell. done: results written and dvc.lock up to date for them (on a clone,
     perhaps with the weights still to `dvc pull`); stale:
     results written but dvc.lock does not record them (or their code, data or params changed
     since); running: a runner's process is training it; failed: its last run exited with an
     error; started: a resume point, nothing running; pending: nothing yet."""
-    recorded = lock_stages(root)
+    lock = read_lock(root)
+    recorded = set(lock)
     changed = dvc_changed(root, [c.name for c in selected if c.name in recorded]) if use_dvc else {}
     out = []
     for cell in selected:
         paths, logs = cell.paths(root), logs_dir(root)
         metrics = _read_json(paths.run_metrics(cell.model, cell.seed))
         st = CellState(cell, "pending", metrics=metrics)
-        if (logs / f"{cell.name}.pid").exists() and _pid_alive(logs / f"{cell.name}.pid"):
+        resumable = paths.resume_state(cell.model, cell.seed).exists()
+        if running_in(root, cell) is not None:
             st.state = "running"
         elif (logs / f"{cell.name}.failed").exists():
-            st.state, st.note = "failed", (logs / f"{cell.name}.failed").read_text().strip().splitlines()[0][:120]
+            st.state, st.note = "failed", _first_line((logs / f"{cell.name}.failed").read_text(errors="replace"))[:120]
         elif metrics is not None:
             if cell.name not in recorded:
                 st.state, st.note = "stale", "not in dvc.lock"
-            elif changed is None:
-                st.state, st.note = "stale", "dvc status failed"
             elif changed.get(cell.name):
                 st.state, st.note = "done", "its inputs or weights are not in this workspace: `dvc pull` brings them from a remote"
             elif cell.name in changed:
-                st.state, st.note = "stale", "dvc.lock differs (code, data or params changed since)"
+                st.params_changed = old_results(root, cell, lock)
+                st.state, st.note = "stale", ("params changed since its results: " + "; ".join(st.params_changed) + "; `lrd matrix run "
+                                              "--rerun-stale` re-runs it" if st.params_changed
+                                              else "dvc.lock differs (code, data or params changed since)")
             else:
                 st.state = "done"
-        elif paths.resume_state(cell.model, cell.seed).exists():
+            if st.state == "stale" and resumable:
+                # A finished run keeps no resume point: this one is a re-run that was stopped. It
+                # resumes; the results there are still the earlier run's and are not recorded.
+                st.state, st.note = "started", "a re-run, stopped: resumes (the results there are the earlier run's)"
+        elif resumable:
             st.state = "started"
         if st.state in ("done", "stale") and metrics is not None:
             st.epochs, st.best_dev = int(metrics.get("epochs", 0)), (metrics.get("dev") or {}).get("NDCG@5")
@@ -350,7 +450,14 @@ def _dvc(root: Path, *args: str, attempts: int = 20) -> subprocess.CompletedProc
 
 
 def commit(root: Path, cell: Cell) -> None:
-    """Record a finished cell in dvc.lock."""
+    """Record a finished cell in dvc.lock; LRDError, recording nothing, when its results are an
+    earlier run's and params.yaml changed since (they would be recorded under params that did not
+    make them)."""
+    differ = old_results(root, cell, read_lock(root))
+    if differ:
+        raise LRDError(f"{cell.name}: its results are the run recorded in dvc.lock, made with other params than params.yaml's "
+                       f"({'; '.join(differ)}); not recorded. `lrd matrix run --rerun-stale` re-runs it (a stopped re-run "
+                       "resumes with `lrd matrix run`)")
     proc = _dvc(root, "commit", "--force", cell.name)
     if proc.returncode != 0:
         raise LRDError(f"`dvc commit {cell.name}` failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
@@ -371,7 +478,7 @@ def bring_upstream(root: Path, selected: list[Cell], echo: Callable[[str], None]
 class _Job:
     cell: Cell
     proc: subprocess.Popen | None  # None: a cell another process runs (adopted)
-    slot: int
+    slot: int | None  # None: an adopted cell beyond --jobs (it holds no slot of this runner's)
     since: float  # wall-clock start
     pid: int = 0
 
@@ -379,12 +486,11 @@ class _Job:
         """Exit status when finished. An adopted cell counts as a success when it wrote its metrics."""
         if self.proc is not None:
             return self.proc.poll()
-        try:
-            os.kill(self.pid, 0)
+        # the same process, not merely the same pid: a reused pid must not be waited on forever
+        if claim_holder(logs_dir(root) / f"{self.cell.name}.pid", self.cell.argv_tail) is not None:
             return None
-        except OSError:
-            metrics = self.cell.paths(root).run_metrics(self.cell.model, self.cell.seed)
-            return 0 if metrics.exists() and metrics.stat().st_mtime >= self.since else 1
+        metrics = self.cell.paths(root).run_metrics(self.cell.model, self.cell.seed)
+        return 0 if metrics.exists() and metrics.stat().st_mtime >= self.since else 1
 
 
 def run(root: Path, todo: list[Cell], jobs: int, threads: int, slots: list[str | None], echo: Callable[[str], None],
@@ -402,27 +508,40 @@ def run(root: Path, todo: list[Cell], jobs: int, threads: int, slots: list[str |
     logs.mkdir(parents=True, exist_ok=True)
     queue, running, failed = list(todo), [], []
     free = list(range(jobs))
-    for cell in adopt:
+
+    def wait_for(cell: Cell, pid: int, slot: int | None) -> _Job:
         pid_file = logs / f"{cell.name}.pid"
-        if free and _pid_alive(pid_file):
-            running.append(_Job(cell, None, free.pop(0), pid_file.stat().st_mtime, pid=int(pid_file.read_text().split()[0])))
-            echo(f"waiting for {cell.name}, running in process {running[-1].pid}")
+        echo(f"waiting for {cell.name}, running in process {pid}")
+        return _Job(cell, None, slot, pid_file.stat().st_mtime if pid_file.exists() else time.time(), pid=pid)
+
+    for cell in adopt:
+        pid = running_in(root, cell)
+        if pid is not None:
+            running.append(wait_for(cell, pid, free.pop(0) if free else None))
 
     def start(cell: Cell, slot: int) -> _Job:
+        pid_file = logs / f"{cell.name}.pid"
+        holder = claim(pid_file, cell.argv_tail)  # atomic: a cell another process claimed is never started twice
+        if holder is not None:
+            return wait_for(cell, holder.pid, slot)
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
         device = slots[slot % len(slots)] if slots else None
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
         (logs / f"{cell.name}.failed").unlink(missing_ok=True)
-        with open(logs / f"{cell.name}.log", "ab") as out:
-            proc = subprocess.Popen(cell.command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
-        (logs / f"{cell.name}.pid").write_text(f"{proc.pid}\n")
+        try:
+            with open(logs / f"{cell.name}.log", "ab") as out:
+                proc = subprocess.Popen(cell.command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+        except BaseException:
+            pid_file.unlink(missing_ok=True)
+            raise
+        hand_over(pid_file, proc.pid)
         echo(f"started {cell.name}" + (f" on GPU {device}" if device is not None else f" ({threads} thread{'s' * (threads > 1)})")
              + f"; log: {logs / (cell.name + '.log')}")
-        return _Job(cell, proc, slot, time.time())
+        return _Job(cell, proc, slot, time.time(), pid=proc.pid)
 
     def finish(job: _Job, rc: int) -> None:
-        (logs / f"{job.cell.name}.pid").unlink(missing_ok=True)
+        _release(logs / f"{job.cell.name}.pid", job.pid)
         minutes = (time.time() - job.since) / 60
         if rc == 0 and record:
             try:
@@ -449,14 +568,15 @@ def run(root: Path, todo: list[Cell], jobs: int, threads: int, slots: list[str |
                 return failed
             while queue and free:
                 running.append(start(queue.pop(0), free.pop(0)))
-                if on_start is not None:
+                if on_start is not None and running[-1].proc is not None:
                     on_start(running[-1].cell, running[-1].proc.pid)
             time.sleep(poll)
             for job in list(running):
                 rc = job.poll(root)
                 if rc is not None:
                     running.remove(job)
-                    free.append(job.slot)
+                    if job.slot is not None:
+                        free.append(job.slot)
                     finish(job, rc)
     except KeyboardInterrupt:
         echo(f"stopping {len(running)} running cell(s); each resumes from its last finished epoch next time")
@@ -477,14 +597,26 @@ def _stop(jobs: list[_Job], logs: Path) -> None:
         except subprocess.TimeoutExpired:
             job.proc.kill()
             job.proc.wait()
-        (logs / f"{job.cell.name}.pid").unlink(missing_ok=True)
+        _release(logs / f"{job.cell.name}.pid", job.pid)
+
+
+def _release(pid_file: Path, pid: int) -> None:
+    """Remove a finished cell's pid file, unless it names another process by now."""
+    holder = read_claim(pid_file)
+    if holder is None or holder.pid == pid or not pid:
+        pid_file.unlink(missing_ok=True)
 
 
 def load(root: Path, params_path: Path | None = None) -> dict:
     """params.yaml, checked as a whole: a bad value is an error here, not in every cell."""
-    from lrd.config.base import load_params
     from lrd.config.check import check_params
 
-    params = load_params(params_path or root / "params.yaml")
+    params = _params_file(params_path or root / "params.yaml")
     check_params(params)
     return params
+
+
+def _params_file(path: Path) -> dict:
+    from lrd.config.check import read_params
+
+    return read_params(path)

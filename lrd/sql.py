@@ -67,7 +67,7 @@ def _view_sources(params: dict, dataset: str | None) -> list[tuple[str, str, str
     _add_parquet(out, "relation_types", types.resolve())
     _add_parquet(out, "latent", paths.latent.resolve())
     _add_parquet(out, "latent_joint", paths.latent_joint.resolve())
-    ranks = _ranks_view(paths.results.resolve())
+    ranks = _ranks_view(paths.results.resolve(), _declared_runs(params, paths.dataset))
     if ranks:
         out.append(ranks)
     manifest = _manifest_path(params, paths)
@@ -82,13 +82,23 @@ def _add_parquet(out: list, name: str, path: Path) -> None:
         out.append((name, f"SELECT * FROM read_parquet([{_literal(str(path))}])", str(path)))
 
 
-def _ranks_view(results: Path) -> tuple[str, str, str] | None:
-    """The union of results/<ds>/<model>/<seed>/ranks.parquet, or None when no run has finished yet.
+def _declared_runs(params: dict, dataset: str) -> list[tuple[str, int]]:
+    """The (model, seed) runs params.yaml declares for `dataset`: the cells of the matrix."""
+    from lrd.matrix import cells
+
+    return [(c.model, c.seed) for c in cells(params) if c.dataset == dataset]
+
+
+def _ranks_view(results: Path, runs: list[tuple[str, int]]) -> tuple[str, str, str] | None:
+    """The union of results/<ds>/<model>/<seed>/ranks.parquet of the declared `runs` that have
+    finished, or None when none has. A seed or model dropped from params.yaml leaves its folder
+    behind; like compare, the view leaves it out.
 
     The files are listed rather than globbed: a glob would also match the hidden temporary
     file of a run being written right now, and read odd folder names as patterns.
     """
-    files = sorted(p for p in results.glob("*/*/ranks.parquet") if not any(part.startswith(".") for part in p.relative_to(results).parts))
+    files = [results / model / str(seed) / "ranks.parquet" for model, seed in sorted(runs)]
+    files = [p for p in files if p.exists()]
     if not files:
         return None
     listed = ", ".join(_literal(str(p)) for p in files)

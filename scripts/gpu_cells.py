@@ -24,7 +24,9 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,27 +165,39 @@ def pack(selected: list[matrix.Cell], out: Path, failed) -> int:
     return 1 if failed else 0
 
 
+ALLOWED = ("results/", "models/", "logs/matrix/")
+RESULT_FILES = ("metrics.json", "ranks.parquet", "curve.csv")
+
+
 def cmd_unpack(args) -> int:
-    """Extract archives into the repository (only results/, models/ and logs/ paths) and record
-    each finished cell in dvc.lock."""
-    allowed = ("results/", "models/", "logs/matrix/")
-    names = set()
-    for archive in args.archives:
-        with tarfile.open(archive) as tar:
-            members = tar.getmembers()
-            bad = [m.name for m in members if not m.isfile() or not m.name.startswith(allowed) or ".." in Path(m.name).parts]
-            if bad:
-                raise LRDError(f"{archive}: refusing {bad[0]!r} (only files under results/, models/ and logs/matrix/)")
-            for m in members:
-                target = ROOT / m.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(f".{target.name}.tmp-unpack")
-                with tar.extractfile(m) as src, open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                os.replace(tmp, target)
-                names.add(m.name)
-    cells = {c.name: c for c in matrix.cells(matrix.load(ROOT))}
-    finished = [c for c in cells.values() if str(c.paths(Path(".")).run_metrics(c.model, c.seed)) in names]
+    """Take from the archives the whole, consistent, newer cells (only results/, models/ and
+    logs/matrix/ paths), never overwriting a finished result recorded here; then record each
+    finished one in dvc.lock. Nothing is written until every archive has been read to its end."""
+    cells = matrix.cells(matrix.load(ROOT))
+    staging = Path(tempfile.mkdtemp(prefix=".unpack-tmp-", dir=ROOT))
+    try:
+        names = set()
+        for archive in args.archives:
+            names |= _extract(Path(archive), staging)
+        finished = []
+        for cell in cells:
+            files = _cell_files(cell, names)
+            if files:
+                reason = _refusal(cell, staging, files)
+                if reason:
+                    echo(f"skipped {cell.name}: {reason}")
+                    continue
+                if cell.paths(staging).run_metrics(cell.model, cell.seed).exists():
+                    finished.append(cell)
+                for name in files:
+                    target = ROOT / name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(staging / name, target)
+                names -= set(files)
+        for name in sorted(n for n in names if not n.startswith("logs/")):
+            echo(f"skipped {name}: no cell of params.yaml's matrix writes it")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     for cell in finished:
         if args.no_record:
             echo(f"unpacked {cell.name}")
@@ -192,6 +206,100 @@ def cmd_unpack(args) -> int:
             echo(f"unpacked {cell.name} and recorded it in dvc.lock")
     echo(f"{len(finished)} finished cell(s) unpacked; resume points of the others are in models/")
     return 0
+
+
+def _extract(archive: Path, staging: Path) -> set[str]:
+    """Every member of `archive` into `staging` (names checked first); LRDError naming the archive
+    when it is truncated or damaged, so that nothing of it is taken."""
+    names = set()
+    try:
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()  # reads the archive to its end: a truncated one fails here
+            bad = [m.name for m in members if not m.isfile() or not m.name.startswith(ALLOWED) or ".." in Path(m.name).parts]
+            if bad:
+                raise LRDError(f"{archive}: refusing {bad[0]!r} (only files under results/, models/ and logs/matrix/)")
+            for m in members:
+                target = staging / m.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(m) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                os.utime(target, (m.mtime, m.mtime))  # when the GPU machine wrote it: "newer" compares these
+                names.add(m.name)
+    except (EOFError, tarfile.TarError, zlib.error, OSError) as exc:
+        raise LRDError(f"{archive}: truncated or damaged archive ({type(exc).__name__}: {str(exc) or 'ends early'}); "
+                       "nothing unpacked: copy it again from the GPU machine's output") from None
+    return names
+
+
+def _cell_files(cell: matrix.Cell, names: set[str]) -> list[str]:
+    """The archive's files of `cell`: its results, its models/ folder, its log."""
+    paths = cell.paths(Path("."))
+    prefixes = (f"{paths.run_results(cell.model, cell.seed)}/", f"{paths.run_model(cell.model, cell.seed)}/")
+    log = f"logs/matrix/{cell.name}.log"
+    return sorted(n for n in names if n.startswith(prefixes) or n == log)
+
+
+def _refusal(cell: matrix.Cell, staging: Path, files: list[str]) -> str | None:
+    """Why the archive's files of `cell` are not taken, None to take them: a finished cell only
+    whole (every result file and best.pt) and consistent (its test metrics are those its ranks
+    give), never over a finished result here that dvc.lock records or that is newer; a resume
+    point never over a finished result or a newer resume point here."""
+    here, there = cell.paths(ROOT), cell.paths(staging)
+    local = here.run_metrics(cell.model, cell.seed)
+    results = here.run_results(cell.model, cell.seed)
+    arrived = there.run_metrics(cell.model, cell.seed)
+    if not arrived.exists():
+        state, local_state = there.resume_state(cell.model, cell.seed), here.resume_state(cell.model, cell.seed)
+        if local.exists():
+            return f"finished here ({local}); the archive holds only a resume point"
+        if state.exists() and local_state.exists() and local_state.stat().st_mtime >= state.stat().st_mtime:
+            return f"the resume point here ({local_state}) is as new or newer"
+        return None
+    missing = [f for f in RESULT_FILES if not (there.run_results(cell.model, cell.seed) / f).exists()]
+    missing += [] if (there.run_model(cell.model, cell.seed) / "best.pt").exists() else ["best.pt"]
+    if missing:
+        return f"the archive lacks {', '.join(missing)} of this finished cell (a partial copy)"
+    wrong = _inconsistent(cell, there)
+    if wrong:
+        return wrong
+    if local.exists():
+        if cell.name in matrix.lock_stages(ROOT) and all(
+                matrix._md5(results / f) == _locked_md5(cell, f"{results.relative_to(ROOT)}/{f}") for f in RESULT_FILES):
+            return f"a finished result recorded in dvc.lock is here ({local}); it is never overwritten"
+        if local.stat().st_mtime >= arrived.stat().st_mtime:
+            return f"the finished result here ({local}) is as new or newer"
+    return None
+
+
+def _locked_md5(cell: matrix.Cell, path: str) -> str | None:
+    entry = matrix.read_lock(ROOT).get(cell.name) or {}
+    return next((o.get("md5") for o in entry.get("outs") or [] if isinstance(o, dict) and o.get("path") == path), None)
+
+
+def _inconsistent(cell: matrix.Cell, there) -> str | None:
+    """Why the archive's metrics.json is not what its ranks.parquet gives, None when it is."""
+    import pyarrow.parquet as pq
+
+    from lrd.evaluate import ranking_metrics
+
+    folder = there.run_results(cell.model, cell.seed)
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        ranks = pq.read_table(folder / "ranks.parquet", columns=["split", "rank"]).to_pydict()
+    except Exception as exc:  # any damage: the cell is refused, the others go on
+        return f"its metrics.json or ranks.parquet cannot be read ({type(exc).__name__})"
+    if not isinstance(metrics, dict) or [metrics.get(k) for k in ("model", "seed")] != [cell.model, cell.seed]:
+        return "its metrics.json is not this cell's (model or seed differ)"
+    test = [r for split, r in zip(ranks["split"], ranks["rank"]) if split == "test"]
+    recorded = metrics.get("test") or {}
+    if not test or not recorded:
+        return "its metrics.json or ranks.parquet holds no test results"
+    computed = ranking_metrics(test)
+    off = [k for k, v in recorded.items() if k in computed and not (isinstance(v, (int, float)) and abs(v - computed[k]) <= 1e-9)]
+    if off:
+        return (f"its metrics.json says test {off[0]} = {recorded[off[0]]}, its ranks.parquet gives {computed[off[0]]:.6f}: "
+                "the files are not of one run")
+    return None
 
 
 def main(argv=None) -> int:
@@ -213,7 +321,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     try:
-        return cmd_run(args) if args.command == "run" else cmd_unpack(args)
+        if args.command == "unpack":
+            return cmd_unpack(args)
+        with matrix.runner_lock(matrix.logs_dir(ROOT)):  # one runner per workspace, this one too
+            return cmd_run(args)
     except LRDError as exc:
         echo(f"error: {exc}")
         return 1

@@ -27,7 +27,7 @@ LAYERS = [
     ("models", ["lrd.models"]),
     ("train", ["lrd.train"]),
     ("discover", ["lrd.discover"]),
-    ("experiments", ["lrd.experiment", "lrd.compare", "lrd.matrix"]),
+    ("experiments", ["lrd.experiment", "lrd.compare", "lrd.runlock", "lrd.matrix"]),
     ("interfaces", ["lrd.sql", "lrd.cli", "lrd.stage"]),
 ]
 

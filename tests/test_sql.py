@@ -20,6 +20,9 @@ from lrd.sql import open_views, run_query, table_counts, tables
 PARAMS = {
     "datasets": {"tiny": {"format": "recbole", "source": {"kind": "path", "path": "x"}}},
     "embed": {},
+    # the runs the ranks view reads: the matrix's cells (m1 and m2, seed 1)
+    "models": {"m1": {"arch": "kda", "lr": 1.0e-3}, "m2": {"arch": "kda", "lr": 1.0e-3}},
+    "train": {"models": ["m1", "m2"], "lrd_models": [], "seeds": [1]},
 }
 TITLES = {1: "Alien", 2: "Aliens", 3: "Heat", 4: "Toy Story"}
 # Predefined types 0..3, latent types 4..5 (discover's relation_types.parquet).
