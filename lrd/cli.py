@@ -25,11 +25,38 @@ class _Group(click.Group):
             sys.exit(1)
 
 
+PARAMS_MAX_BYTES = 16 << 20  # a params.yaml is kilobytes; /dev/zero would be read until memory runs out
+
+
+def _params_file(ctx, param, value: str) -> str:
+    """--params names a readable UTF-8 text file of sane size (checked before YAML reads it)."""
+    from pathlib import Path
+
+    path = Path(value)
+    if not path.exists():
+        return value  # load_params says where to run from
+    if not path.is_file():
+        raise click.BadParameter(f"{value} is not a regular file; name a params.yaml", param=param)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(PARAMS_MAX_BYTES + 1)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {value} ({exc.strerror})", param=param) from None
+    if len(data) > PARAMS_MAX_BYTES:
+        raise click.BadParameter(f"{value} is over {PARAMS_MAX_BYTES >> 20} MiB: not a params.yaml", param=param)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise click.BadParameter(f"{value}: line {line} is not UTF-8 text; save it as UTF-8", param=param) from None
+    return value
+
+
 def params_option(f):
     """--params and --dataset: which params.yaml, and which of its datasets (default: the first)."""
     f = click.option("--dataset", default=None, help="A dataset of params.yaml `datasets` (default: the first one).")(f)
     return click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False),
-                        help="params.yaml to read.")(f)
+                        callback=_params_file, help="params.yaml to read.")(f)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -71,7 +98,7 @@ def _titles(dataset) -> dict[int, str]:
 
 
 def _resolve_item(query: str, titles: dict[int, str]) -> int:
-    if query.isdigit():
+    if query.isascii() and query.isdigit():  # (str.isdigit also holds for "²", which int() refuses)
         item = int(query)
         if item not in titles:
             raise click.BadParameter(f"no item with id {item} (ids run 1..{max(titles)})", param_hint="ITEM")
@@ -87,6 +114,14 @@ def _resolve_item(query: str, titles: dict[int, str]) -> int:
     return (exact or hits)[0]
 
 
+def _bounded_k(k: int, others: int) -> int:
+    """At most the items there are: the search allocates k results per query (--k 3000000000: 11 GiB)."""
+    given = click.get_current_context().get_parameter_source("k") != click.core.ParameterSource.DEFAULT
+    if k > others and given:  # (the default 10 on a tiny store needs no remark)
+        click.echo(f"--k {k} is more than the {others} items there are to show; showing all {others}", err=True)
+    return max(min(k, others), 1)
+
+
 @main.command()
 @click.argument("item", required=False)
 @click.option("--k", default=10, show_default=True, type=click.IntRange(min=1), help="How many neighbours.")
@@ -98,19 +133,20 @@ def neighbors(item: str | None, k: int, free_text: str | None, params_path: str,
 
     if item and free_text:
         raise click.UsageError("give an ITEM or --text, not both")
+    if not (item or free_text):
+        raise click.UsageError("give an ITEM or --text")
     store, dataset = _store(params_path, dataset)
     titles = _titles(dataset)
+    k = _bounded_k(k, len(store.ids) - (0 if free_text else 1))
     if free_text:
         from lrd.embed.query import encode_query
 
         ids, scores = store.search(encode_query(store, free_text), k)
         click.echo(f"nearest to {free_text!r} ({store.manifest['model']}):")
-    elif item:
+    else:
         query = _resolve_item(item, titles)
         ids, scores = store.neighbors([query], k)
         click.echo(f"nearest to {query} {printable(titles[query])!r} ({store.manifest['model']}):")
-    else:
-        raise click.UsageError("give an ITEM or --text")
     for rank, (i, s) in enumerate(zip(ids[0], scores[0]), start=1):
         if i:
             click.echo(f"{rank:>3}  {i:>7}  {s:6.3f}  {printable(titles.get(int(i), ''))}")
@@ -158,11 +194,15 @@ def _print_rows(columns, rows, fmt: str, max_width: int, more: bool = False) -> 
         click.echo(f"showing the first {len(rows)} rows; raise --limit (0: all) to see more", err=True)
 
 
+# --limit beyond this is every row (DuckDB takes row counts below 2**64).
+MAX_ROWS = 2**62
+
 # A query may start with "-" (an SQL comment, "-- ..."): it is an argument, not an unknown option.
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("query", required=False)
 @click.option("--tables", "list_tables", is_flag=True, help="List the tables (views) with their row counts and files, instead of running a query.")
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=0), help="Print at most this many rows (0: all).")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=0), help="Print at most this many rows (0: all).",
+              callback=lambda ctx, param, value: min(value, MAX_ROWS))
 @format_option
 @max_width_option
 @params_option
@@ -192,7 +232,7 @@ def sql(query: str | None, list_tables: bool, limit: int, fmt: str, max_width: i
         _print_rows(columns, rows, fmt, max_width=max(max_width, 60))
         return
     if query == "-":
-        query = click.get_text_stream("stdin").read()
+        query = _read_stdin()
     if not query or not query.strip():
         raise click.UsageError("give a QUERY (or --tables to see what there is to query)")
     statements = _statement_count(query)
@@ -204,6 +244,17 @@ def sql(query: str | None, list_tables: bool, limit: int, fmt: str, max_width: i
     columns, rows = run_query(conn, query, limit=limit + 1 if limit else None)
     more = bool(limit) and len(rows) > limit
     _print_rows(columns, rows[:limit] if limit else rows, fmt, max_width, more)
+
+
+def _read_stdin() -> str:
+    """The query on stdin as UTF-8 text; other bytes are a usage error naming the line."""
+    data = click.get_binary_stream("stdin").read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise click.UsageError(f"the query on stdin is not UTF-8 text (line {line}, byte {exc.start}: {exc.reason}). "
+                               "Save it as UTF-8.") from None
 
 
 def _statement_count(query: str) -> int:
@@ -453,7 +504,7 @@ def params_group() -> None:
 
 
 @params_group.command("check")
-@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False), callback=_params_file)
 def params_check(params_path: str) -> None:
     """Check every section of params.yaml (what the `params` stage does before every run)."""
     from lrd.config.base import load_params

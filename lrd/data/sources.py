@@ -6,6 +6,7 @@ matches); the dataset folder is then extracted or copied from there.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -174,8 +175,7 @@ def _materialise(origin: Path, out: Path, member: str | None) -> None:
     """Copy a folder, extract an archive (only `member` when given), or copy a single file."""
     out.mkdir(parents=True)
     if origin.is_dir():
-        src = origin / member if member else origin
-        shutil.copytree(src, out, dirs_exist_ok=True)
+        _copy_folder(_folder_member(origin, member) if member else origin, out)
     elif zipfile.is_zipfile(origin):
         with zipfile.ZipFile(origin) as zf:
             _extract(((i.filename, zf.open(i)) for i in zf.infolist() if not i.is_dir()), out, member, origin)
@@ -186,6 +186,66 @@ def _materialise(origin: Path, out: Path, member: str | None) -> None:
         shutil.copy2(origin, out / origin.name)
     if not any(out.iterdir()):
         raise DataError(f"{origin}: nothing found{f' under {member!r}' if member else ''}; check the dataset's `source.member`")
+
+
+def _folder_member(origin: Path, member: str) -> Path:
+    """`origin/member`, refused when it would leave the folder (as _extract refuses it in an archive)."""
+    rel = Path(member)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise DataError(f"{origin}: refusing `source.member` {member!r}, which leads outside the dataset folder; "
+                        "name a folder inside it (e.g. data/Office)")
+    src = origin / rel
+    if not src.is_dir():
+        what = "is a file, not a folder" if src.exists() else "does not exist"
+        raise DataError(f"{src}: {what}. Fix the dataset's `source.member` in params.yaml: a folder inside {origin}.")
+    return src
+
+
+def _copy_folder(src: Path, out: Path) -> None:
+    """Copy a folder (following links); a broken link or a link loop is one error naming it."""
+    _check_links(src)
+    try:
+        shutil.copytree(src, out, dirs_exist_ok=True)
+    except shutil.Error as exc:
+        failed, _, reason = exc.args[0][0] if exc.args and exc.args[0] else (src, None, str(exc))
+        raise DataError(_copy_problem(Path(failed), reason, len(exc.args[0]) if exc.args else 1)) from None
+    except OSError as exc:  # e.g. a link loop met while listing a folder
+        raise DataError(_copy_problem(Path(exc.filename or src), exc.strerror or str(exc), 1)) from None
+
+
+def _check_links(src: Path) -> None:
+    """Refuse links that copytree cannot follow: broken ones, loops, and a folder link to one of its
+    own parents (copytree would follow it until the path is too long, filling the disk on the way)."""
+    for dirpath, dirnames, filenames in os.walk(src, followlinks=True):
+        here = Path(dirpath)
+        real = Path(os.path.realpath(here))
+        chain = {str(real), *map(str, real.parents)}
+        for name in dirnames + filenames:
+            path = here / name
+            if not path.is_symlink():
+                continue
+            try:
+                os.stat(path)
+            except OSError as exc:
+                raise DataError(_copy_problem(path, exc.strerror or str(exc), 1)) from None
+            if os.path.realpath(path) in chain:
+                raise DataError(f"{path}: a link to {os.readlink(path)!r}, a folder that holds it: copying it would never end. "
+                                "Remove the link, or point it at a folder outside this one.")
+
+
+def _copy_problem(path: Path, reason: str, count: int) -> str:
+    more = f" ({count} such files)" if count > 1 else ""
+    try:
+        os.stat(path)  # follows links: tells a loop from a dangling link
+        fix = f"({reason}). Make it readable or remove it"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            fix = "It is a link loop: remove it or point it at a real file"
+        elif path.is_symlink():
+            fix = f"It is a link to {os.readlink(path)!r}, which does not exist: remove it or point it at the file"
+        else:
+            fix = f"({exc.strerror or reason}). Make it readable or remove it"
+    return f"{path}: cannot copy it into the dataset{more}. {fix}."
 
 
 def _extract(entries, out: Path, member: str | None, origin: Path) -> None:

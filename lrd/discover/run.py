@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +23,7 @@ from lrd.discover.pairs import (EXACT_KNN_MAX_ITEMS, attribute_vectors, cooccur_
                                 labelled_groups, predefined_pairs, strong_cooccur)
 from lrd.discover.readout import Readout, normalized_mutual_information, read_latent, readout_for
 from lrd.embed.store import EmbeddingStore
-from lrd.errors import ConfigError
+from lrd.errors import ConfigError, ModelError
 from lrd.graph import RelationGraph, latent_names
 from lrd.io import atomic_path, read_parquet, write_csv, write_json, write_parquet
 from lrd.keys import KeySet
@@ -30,6 +34,8 @@ from lrd.train.batches import TrainingData
 from lrd.train.device import seed_torch
 
 log = logging.getLogger(__name__)
+# Less free space than this after a failed write: the disk filled up.
+FULL_DISK_BYTES = 1 << 20
 
 
 def discover(tables: DatasetTables, store: EmbeddingStore, cfg: DiscoverConfig, paths: Paths) -> dict:
@@ -88,7 +94,7 @@ def discover(tables: DatasetTables, store: EmbeddingStore, cfg: DiscoverConfig, 
     }, schema=schemas.RELATION_TYPES)
     write_parquet(pa.concat_tables([tables.relation_types, latent_types]), paths.relation_types)
     with atomic_path(paths.discover_checkpoint) as tmp:
-        torch.save({"meta": checkpoint_meta(cfg, graph, store), "state": model.state_dict()}, tmp)
+        _save(torch.save, {"meta": checkpoint_meta(cfg, graph, store), "state": model.state_dict()}, tmp)
 
     names = tables.relation_types.column("name").to_pylist()
     lacking, gained = no_predefined[1:], no_predefined[1:] & readout.confident_items[1:]
@@ -125,6 +131,20 @@ def check_engine(cfg: DiscoverConfig) -> None:
     """The ray engine's workers search the FAISS index: exact neighbours by text and attributes are the local engine's."""
     if cfg.engine == "ray" and cfg.knn_attributes > 0:
         raise ConfigError("params.yaml: `discover.knn_attributes` applies to `discover.engine: local`; set it to 0 for `engine: ray`")
+
+
+def _save(save, obj, path: Path) -> None:
+    """torch.save, whose failed write (a full disk) is a RuntimeError without errno: as the
+    OSError the stage reports in one line (full disk), or one line naming the file."""
+    try:
+        save(obj, path)
+    except RuntimeError as exc:
+        if "PytorchStreamWriter" not in str(exc) and "write" not in str(exc):
+            raise
+        if shutil.disk_usage(path.parent).free < FULL_DISK_BYTES:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+        raise ModelError(f"{path}: cannot write the discover checkpoint ({str(exc).splitlines()[-1].strip()}). "
+                         "Check the disk, then run again.") from None
 
 
 def checkpoint_meta(cfg: DiscoverConfig, graph: RelationGraph, store: EmbeddingStore) -> dict:

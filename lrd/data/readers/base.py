@@ -68,6 +68,28 @@ class RawDataset:
     notes: dict[str, int] = dataclasses.field(default_factory=dict)  # what the reader dropped, counted (stats.json)
 
 
+# Item columns with a meaning of their own: the ids, the title, the rendered text, and ingest's
+# item number. An attribute column of the same name would replace them (every item's text
+# "BRAND1", raw ids that repeat), so readers rename such a column.
+RESERVED_ITEM_COLUMNS = ("item", "item_id", "raw_id", "title", "text")
+
+
+def attribute_name(name: str, taken, path: Path, column: str, reserved=RESERVED_ITEM_COLUMNS) -> str:
+    """`name` for an attribute read from `column` of `path`, or `<name>_attr` (logged) when that
+    name is reserved or already taken by another column."""
+    if not name.strip():
+        raise DataError(f"{path}: line 1: column `{column}` has no name. Name it (the attribute it holds).")
+    if name not in reserved and name not in taken:
+        return name
+    renamed = f"{name}_attr"
+    if renamed in taken:
+        raise DataError(f"{path}: column `{column}` would be the item column `{name}`, which is taken, and `{renamed}` is "
+                        "taken too. Rename the column.")
+    log.warning("%s: column `%s` would replace the items' own `%s`; read as the attribute `%s` (name that one in "
+                "`ingest.attributes` / `ingest.text_template`)", path, column, name, renamed)
+    return renamed
+
+
 def find_one(folder: Path, patterns: list[str], what: str, required: bool = True) -> Path | None:
     """The single file in `folder` (searched recursively) matching one of `patterns`."""
     for pattern in patterns:
@@ -79,6 +101,9 @@ def find_one(folder: Path, patterns: list[str], what: str, required: bool = True
             )
         if hits:
             return hits[0]
+    folders = sorted(p for pattern in patterns for p in folder.rglob(pattern) if p.is_dir())
+    if folders:  # skipped silently, the dataset would lose that file's columns
+        raise DataError(f"{folders[0]}: a folder where the {what} file is expected. Put the file there, or remove the folder.")
     if required:
         raise DataError(f"{folder}: no {what} file (looked for {', '.join(patterns)}); check the dataset's `format` and `source` in params.yaml")
     return None
@@ -191,6 +216,7 @@ def read_delimited(
     parse_opts = pcsv.ParseOptions(delimiter=delimiter, quote_char='"' if quoting else False, newlines_in_values=False)
     names = _header_names(path, data, header, encoding, delimiter, read_opts, parse_opts)
     file_for_ours = {rename.get(n, n): n for n in names}
+    _check_unique(path, names, rename, column_types)
     missing = [c for c in column_types if c not in file_for_ours]
     if missing:
         other = next((d for d in (",", ";", " ", "\t", "|") if d != delimiter and len(names) == 1 and d in names[0]), None)
@@ -224,6 +250,17 @@ def read_delimited(
         lines = line_numbers(data, header is None) if lines is None else lines
         table = table.append_column("line", pa.array(lines[: table.num_rows], pa.int32()))
     return table
+
+
+def _check_unique(path: Path, names: list[str], rename: dict[str, str], wanted) -> None:
+    """Two header fields read as one column would leave one of them unread, silently."""
+    seen: dict[str, str] = {}
+    for n in names:
+        ours = rename.get(n, n)
+        if ours in wanted and ours in seen:
+            same = f"`{n}` twice" if seen[ours] == n else f"`{seen[ours]}` and `{n}`, both read as `{ours}`"
+            raise DataError(f"{path}: line 1: the header names {same}. Keep one of them, or rename the other.")
+        seen[ours] = n
 
 
 def _header_names(path, data, header, encoding, delimiter, read_opts, parse_opts) -> list[str]:

@@ -15,8 +15,8 @@ import pyarrow.compute as pc
 
 from lrd.config.ingest import AttributeConfig, IngestConfig
 from lrd.data.readers.base import (
-    LINKS_SCHEMA, SHARED_SCHEMA, YEAR_EDGES, RawDataset, csv_lines, duplicate_ids, find_one, first_line, read_bytes, read_delimited,
-    unix_seconds,
+    LINKS_SCHEMA, RESERVED_ITEM_COLUMNS, SHARED_SCHEMA, YEAR_EDGES, RawDataset, attribute_name, csv_lines, duplicate_ids, find_one,
+    first_line, read_bytes, read_delimited, unix_seconds,
 )
 from lrd.errors import ConfigError, DataError
 
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 # RecBole's field names -> ours, where they mean the same thing.
 _ITEM_ALIASES = {"movie_title": "title", "item_name": "title", "release_year": "year", "class": "genres"}
+_RESERVED = tuple(c for c in RESERVED_ITEM_COLUMNS if c != "title")  # a .item file's title is the title
 _TEXT_SEQ = {"title"}  # token_seq fields that are really one string split on spaces
 # Item text by default: the title, then whichever of these columns the .item file has.
 _TEMPLATE_PARTS = (("year", "[ ({year})]"), ("genres", "[. Genres: {genres}]"), ("categories", "[. Categories: {categories}]"),
@@ -34,7 +35,13 @@ FREEBASE_FILM = {"film.film.directed_by": "director", "film.film.written_by": "w
 
 
 def _header(path: Path, data: bytes) -> tuple[list[str], dict[str, str]]:
+    if not data.strip():
+        raise DataError(f"{path}: the file is empty. Check the download or the source.")
     typed = first_line(path, data).split("\t")
+    other = next((d for d in (",", ";", "|", " ") if len(typed) == 1 and d in typed[0]), None)
+    if other:  # read as one field, `item_id:token,title:token` would pass for `item_id`
+        raise DataError(f"{path}: line 1 reads as one field split by {other!r}: RecBole files are separated by tabs. "
+                        "Convert the separators.")
     return typed, {t: t.split(":", 1)[0] for t in typed}
 
 
@@ -105,7 +112,8 @@ def _read_items(path: Path) -> pa.Table:
             if ours == "year":
                 # A year outside 1..9999 is no year (and would not fit the int32 column).
                 col = pc.cast(pc.floor(pc.if_else(pc.and_(pc.greater_equal(col, 1), pc.less_equal(col, 9999)), col, None)), pa.int32())
-        columns[ours] = col
+        # A `raw_id` or `text` field, or a second title, must not replace the item's own.
+        columns[attribute_name(ours, columns, path, t, reserved=_RESERVED)] = col
     if "title" not in columns:
         columns["title"] = pa.nulls(table.num_rows, pa.string())
     return pa.table(columns)

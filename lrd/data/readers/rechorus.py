@@ -31,7 +31,8 @@ import pyarrow.compute as pc
 
 from lrd.config.ingest import AttributeConfig, IngestConfig
 from lrd.data.readers.base import (
-    LINKS_SCHEMA, RawDataset, csv_lines, duplicate_ids, find_one, first_line, read_bytes, read_delimited, unix_seconds,
+    LINKS_SCHEMA, RawDataset, attribute_name, csv_lines, duplicate_ids, find_one, first_line, read_bytes, read_delimited,
+    unix_seconds,
 )
 from lrd.errors import DataError
 
@@ -268,7 +269,7 @@ def _read_item_meta(path: Path, interaction_items: pa.Array) -> tuple[pa.Table, 
     ids = table.column("item_id").combine_chunks()
     duplicate_ids(ids, path, "item_id", lines)
     meta = {"item_id": ids}
-    kept = []
+    kept = {}  # column -> attribute name
     for a in attrs:
         code = pc.utf8_trim_whitespace(table.column(a))
         # 0 or empty = missing (the reference's coding); so are NaN and friends written by pandas
@@ -277,13 +278,19 @@ def _read_item_meta(path: Path, interaction_items: pa.Array) -> tuple[pa.Table, 
         if values.null_count == len(values):
             log.warning("%s: column `%s` holds no value (empty, 0 or NaN in every row): no attribute relation from it", path, a)
             continue
-        meta[a[2:]] = values
-        kept.append(a)
-    attrs = kept
+        # `title` holds the item text here, `raw_id` the item2index id: an i_title must not replace them.
+        name = attribute_name(a[2:], meta, path, a)
+        meta[name] = values
+        kept[a] = name
     known = pc.unique(pa.concat_arrays([interaction_items, ids]))
+    for r in rels:
+        if not r[2:].strip():
+            raise DataError(f"{path}: line 1: column `{r}` has no name. Name it (the relation it holds).")
+        if r[2:] in kept.values():  # two relation types of one name: counts and lookups by name would merge them
+            raise DataError(f"{path}: line 1: columns `i_{r[2:]}` and `{r}` would both be the relation `{r[2:]}`. Rename one of them.")
     links = [_relation_links(path, r, ids, table.column(r), known, lines) for r in rels]
     empty = pa.table({"head": pa.array([], pa.int64()), "relation": pa.array([], pa.string()), "tail": pa.array([], pa.int64())})
-    return pa.table(meta), pa.concat_tables([empty, *links]), [a[2:] for a in attrs]
+    return pa.table(meta), pa.concat_tables([empty, *links]), list(kept.values())
 
 
 def _relation_links(path: Path, column_name: str, heads: pa.Array, column: pa.ChunkedArray, known: pa.Array, lines) -> pa.Table:
@@ -317,6 +324,8 @@ def _text_file(folder: Path) -> Path | None:
 def _read_item_text(path: Path, known: pa.Array, item2index: pa.Table | None) -> pa.Table:
     """item_id (int64) and text, from a file keyed by integer ids or by the raw ids of item2index."""
     data = read_bytes(path)
+    if not data.strip():
+        raise DataError(f"{path}: the file is empty. Add the item text (id \\t text per line) or remove the file.")
     first = first_line(path, data).split("\t")
     raw_ids = item2index.column("raw_id") if item2index is not None else pa.array([], pa.string())
     key = first[0].strip()
@@ -351,6 +360,8 @@ def _read_item_text(path: Path, known: pa.Array, item2index: pa.Table | None) ->
 
 
 def _unmatched_keys(path: Path, keys: pa.Array, known: pa.Array, item2index: pa.Table | None) -> str:
+    if len(keys) == 0:
+        return f"{path}: no lines after the header. Add the item text (id \\t text per line) or remove the file."
     found = ", ".join(repr(k) for k in keys.slice(0, 3).to_pylist())
     smallest = pc.take(known, pc.sort_indices(known)).slice(0, 3).to_pylist()
     expected = f"the integer item ids of train/dev/test.csv (e.g. {', '.join(map(str, smallest))})"
