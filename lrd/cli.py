@@ -25,38 +25,11 @@ class _Group(click.Group):
             sys.exit(1)
 
 
-PARAMS_MAX_BYTES = 16 << 20  # a params.yaml is kilobytes; /dev/zero would be read until memory runs out
-
-
-def _params_file(ctx, param, value: str) -> str:
-    """--params names a readable UTF-8 text file of sane size (checked before YAML reads it)."""
-    from pathlib import Path
-
-    path = Path(value)
-    if not path.exists():
-        return value  # load_params says where to run from
-    if not path.is_file():
-        raise click.BadParameter(f"{value} is not a regular file; name a params.yaml", param=param)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(PARAMS_MAX_BYTES + 1)
-    except OSError as exc:
-        raise click.BadParameter(f"cannot read {value} ({exc.strerror})", param=param) from None
-    if len(data) > PARAMS_MAX_BYTES:
-        raise click.BadParameter(f"{value} is over {PARAMS_MAX_BYTES >> 20} MiB: not a params.yaml", param=param)
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise click.BadParameter(f"{value}: line {line} is not UTF-8 text; save it as UTF-8", param=param) from None
-    return value
-
-
 def params_option(f):
     """--params and --dataset: which params.yaml, and which of its datasets (default: the first)."""
     f = click.option("--dataset", default=None, help="A dataset of params.yaml `datasets` (default: the first one).")(f)
     return click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False),
-                        callback=_params_file, help="params.yaml to read.")(f)
+                        help="params.yaml to read.")(f)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -504,7 +477,7 @@ def params_group() -> None:
 
 
 @params_group.command("check")
-@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False), callback=_params_file)
+@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
 def params_check(params_path: str) -> None:
     """Check every section of params.yaml (what the `params` stage does before every run)."""
     from lrd.config.base import load_params

@@ -215,10 +215,18 @@ def _fit_and_report(run: Run) -> dict:
         return metrics
     write_parquet(ranks, run.paths.run_ranks(run.name, run.seed))
     write_csv(state.curve, run.paths.run_curve(run.name, run.seed))
+    if run.cfg.lrd:
+        save_file(relation_weights(state.best_state), run.paths.run_relations(run.name, run.seed))
     write_json(metrics, run.paths.run_metrics(run.name, run.seed))  # last: marks the run as finished
     # A finished run keeps no resume point: running it again (`dvc repro -f`) trains afresh.
     resume.path.unlink(missing_ok=True)
     return metrics
+
+
+def relation_weights(weights: dict) -> dict:
+    """The part of an +LRD model's weights that labels item pairs: the LRD module, and the item
+    (entity) and relation embeddings its decoder scores with (under 1 MB on Office)."""
+    return {k: v for k, v in weights.items() if k.startswith("lrd.") or k in ("entities.weight", "relations.weight")}
 
 
 def evaluate_run(run: Run, model: Recommender, state: LoopState, commit: str) -> tuple[dict, pa.Table]:

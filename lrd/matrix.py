@@ -30,6 +30,7 @@ from typing import Callable, Iterable
 
 import yaml
 
+from lrd.config.base import load_params
 from lrd.config.datasets import dataset_names
 from lrd.config.train import TrainConfig
 from lrd.errors import ConfigError, DataError, LRDError
@@ -251,7 +252,7 @@ def old_results(root: Path, cell: Cell, lock: dict, params: dict | None = None) 
     if not results or any(_md5(root / path) != outs[path] for path in results):
         return []
     if params is None:
-        params = _params_file(root / "params.yaml")
+        params = load_params(root / "params.yaml")
     recorded = (entry.get("params") or {}).get("params.yaml") or {}
     differ = []
     for key, then in sorted(recorded.items()):
@@ -611,12 +612,6 @@ def load(root: Path, params_path: Path | None = None) -> dict:
     """params.yaml, checked as a whole: a bad value is an error here, not in every cell."""
     from lrd.config.check import check_params
 
-    params = _params_file(params_path or root / "params.yaml")
+    params = load_params(params_path or root / "params.yaml")
     check_params(params)
     return params
-
-
-def _params_file(path: Path) -> dict:
-    from lrd.config.check import read_params
-
-    return read_params(path)

@@ -7,7 +7,7 @@ below the download is kept per dataset, and every trained model per (dataset, mo
     data/raw/<ds>/  data/processed/<ds>/  data/embeddings/<ds>/  data/relations/<ds>/   (DVC cache)
     models/<ds>/discover/  models/<ds>/<model>/<seed>/{best,state}.pt                    (DVC cache)
     metrics/<ds>/{embed,discover,results}.json  plots/<ds>/discover.csv                  (git)
-    results/<ds>/<model>/<seed>/{metrics.json,ranks.parquet,curve.csv}                   (git)
+    results/<ds>/<model>/<seed>/{metrics.json,ranks.parquet,curve.csv[,relations.pt]}   (git)
     reports/<ds>/{results.{md,csv,png},ablations.md,curves.png,lifts.png}  reports/results.md (git)
 
 Paths are relative to `root`, the repository by default, so a test can point a whole run at a
@@ -131,6 +131,11 @@ class Paths:
 
     def run_curve(self, model: str, seed: int) -> Path:
         return self.run_results(model, seed) / "curve.csv"
+
+    def run_relations(self, model: str, seed: int) -> Path:
+        """An +LRD run's relation extractor and decoder embeddings (best weights): what compare
+        reads, so a clone without models/ re-makes every report."""
+        return self.run_results(model, seed) / "relations.pt"
 
     # -- compare
     @property

@@ -33,7 +33,7 @@ def run(params: dict, dataset: str) -> None:
     models = report_dataset(paths, list(train.all_models), tables.stats.get("n_negatives", "stored"), bases, seeds_of)
     variants = train.lrd_models + train.ablation_models
     runs = [(m.runs[s]["dev"]["NDCG@5"], name, s) for name, m in models.items() if m.info["lrd"] for s in m.seeds]
-    trained = [(v, s, paths.best_checkpoint(v, s)) for v in variants for s in seeds_of(v) if paths.run_metrics(v, s).exists()]
+    trained = [(v, s, paths.run_relations(v, s)) for v in variants for s in seeds_of(v) if paths.run_metrics(v, s).exists()]
     text = open_store(paths, EmbedConfig.from_params(params)).matrix(tables.n_items) if runs or trained else None
     kinds = tables.model_relations(discover.model_relations)
     if variants:

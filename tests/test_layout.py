@@ -95,7 +95,8 @@ def test_dvc_yaml_declares_the_paths_the_code_writes():
         per_dataset = {p.raw, p.processed, p.embeddings, p.embed_metrics, p.latent, p.relation_types, p.latent_joint, p.discover_model,
                        p.discover_metrics, p.discover_curve, p.reports, p.results_metrics} if ds == "${key}" else {
             p.run_model("${item.model}", "${item.seed}"), p.run_ranks("${item.model}", "${item.seed}"),
-            p.run_metrics("${item.model}", "${item.seed}"), p.run_curve("${item.model}", "${item.seed}")}
+            p.run_metrics("${item.model}", "${item.seed}"), p.run_curve("${item.model}", "${item.seed}"),
+            p.run_relations("${item.model}", "${item.seed}")}
         for path in per_dataset:
             assert str(path) in declared, f"{path} (lrd/paths.py) is not in dvc.yaml"
     assert str(Paths("x").summary_report) in declared

@@ -280,11 +280,11 @@ def test_model_names_with_a_hyphen_are_refused(tmp_path):
 
 
 def test_the_repository_params_still_pass_and_write_the_same_file(tmp_path, monkeypatch):
-    from lrd.config.check import read_params
+    from lrd.config.base import load_params
     from stages import params as params_stage
 
     monkeypatch.chdir(tmp_path)
-    params_stage.run(read_params(REPO / "params.yaml"))
+    params_stage.run(load_params(REPO / "params.yaml"))
     assert (tmp_path / "data/params-checked").read_bytes() == (REPO / "data/params-checked").read_bytes()
 
 

@@ -122,6 +122,7 @@ def test_models_train_and_write_outputs(ws):
         ranks = pq.read_table(P.run_ranks(name, 1))
         assert ranks.num_rows == 80 and set(ranks.column("split").to_pylist()) == {"dev", "test"}
         assert P.best_checkpoint(name, 1).exists()
+        assert P.run_relations(name, 1).exists() == (name == "kda_lrd")  # what compare reads of an +LRD run
         assert not P.resume_state(name, 1).exists()  # a finished run keeps no resume point
         assert P.run_curve(name, 1).read_text().startswith("epoch,")
 
@@ -283,18 +284,27 @@ def test_compare_reports_seeds_lifts_and_the_joint_relations(ws):
 
 
 def test_compare_without_the_weights_still_makes_the_report(ws, caplog):
-    """Issue: a fresh clone could not re-make the Office report because compare relabels discover's
-    pairs with the best +LRD run's weights, which only DVC's cache holds."""
+    """Issue: a fresh clone could not re-make the Office report because compare relabelled discover's
+    pairs with the best +LRD run's weights, which only DVC's cache holds; the cells now write the
+    part it reads into results/ (git)."""
     _, params = ws
     params["train"]["seeds"] = [31]
     for name in ("kda", "kda_lrd"):
         _train(params, name, 31)
-    P.best_checkpoint("kda_lrd", 31).unlink()
+    away = P.root / "models-away"
+    (P.root / "models").rename(away)  # a fresh clone: results/ from git, no models/
+    try:
+        compare_stage.run(params, "tiny")
+    finally:
+        away.rename(P.root / "models")
+    assert "| kda_lrd | 1 |" in (P.reports / "results.md").read_text()
+    assert pq.read_table(P.latent_joint).num_rows > 0  # relabelled from the cell's results/.../relations.pt
+    assert "| kda_lrd | 31 |" in (P.reports / "ablations.md").read_text()  # the joint readout too
+    P.run_relations("kda_lrd", 31).unlink()  # results of a run from before the cells wrote it
     caplog.set_level("WARNING")
     compare_stage.run(params, "tiny")
-    assert "| kda_lrd | 1 |" in (P.reports / "results.md").read_text()
     assert pq.read_table(P.latent_joint).num_rows == 0
-    assert "is not in this workspace" in caplog.text
+    assert "re-run the cell" in caplog.text
 
 
 def test_training_leaves_denormals_as_it_found_them(ws):

@@ -27,14 +27,32 @@ T = TypeVar("T")
 SECTIONS = ("seed", "datasets", "ingest", "embed", "dim", "history_max", "model_relations", "discover", "models", "train")
 
 
+# params.yaml is a few KiB; a file this large is the wrong one (`--params /dev/zero` would fill the memory)
+MAX_PARAMS_BYTES = 1 << 20
+
+
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """params.yaml as a mapping; what is not a params file at all (missing, a folder or device, huge,
+    not UTF-8, not YAML) is one line naming it."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path} not found: run from the repository root or pass --params")
+    if not path.is_file():
+        raise ConfigError(f"{path} is not a regular file: pass --params with a params.yaml")
     try:
-        params = yaml.safe_load(path.read_text()) or {}
+        with open(path, "rb") as f:
+            data = f.read(MAX_PARAMS_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror}); pass --params with a params.yaml") from None
+    if len(data) > MAX_PARAMS_BYTES:
+        raise ConfigError(f"{path} is over {MAX_PARAMS_BYTES >> 20} MiB, more than a params.yaml: is it the right file?")
+    try:
+        params = yaml.safe_load(data.decode("utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}: line {line} is not UTF-8 text; save it as UTF-8") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(params, dict):
         raise ConfigError(f"{path} must hold a mapping of stage names to settings")
     check_sections(params, path)

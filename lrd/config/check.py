@@ -5,7 +5,6 @@ every stage is up to date; `lrd params check` runs it by hand."""
 
 from __future__ import annotations
 
-import stat
 from pathlib import Path
 
 from lrd.config.base import SHARED_KEYS, load_params, shared_config
@@ -18,8 +17,6 @@ from lrd.errors import ConfigError
 SECTIONS = ("datasets", "ingest", "embed", "discover", "models", "train")
 CHECKED = Path("data/params-checked")  # the stage's output: its content never changes
 CONTENT = "params.yaml checked: every section builds into its typed config\n"
-# params.yaml is a few KiB; a file this large is the wrong one (`--params /dev/zero` would fill the memory)
-MAX_PARAMS_BYTES = 1 << 20
 
 
 def check_params(params: dict) -> TrainConfig:
@@ -54,23 +51,3 @@ def _check_stage_name(model: str) -> None:
                           f"{model.replace('-', '_').replace('@', '_')!r}, in `models` and in the `train` lists")
 
 
-def read_params(path: str | Path) -> dict:
-    """params.yaml as load_params reads it, refusing first what is not a params file at all (a
-    device, a folder, a huge or non-UTF-8 file) with one line instead of a traceback."""
-    path = Path(path)
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return load_params(path)  # its own message: run from the repository root or pass --params
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read it ({exc.strerror}); pass --params with a params.yaml") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{path} is not a regular file; pass --params with a params.yaml")
-    if info.st_size > MAX_PARAMS_BYTES:
-        raise ConfigError(f"{path} holds {info.st_size} bytes, more than a params.yaml ({MAX_PARAMS_BYTES} at most); is it the right file?")
-    try:
-        return load_params(path)
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not UTF-8 text; pass --params with a params.yaml") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read it ({exc.strerror}); pass --params with a params.yaml") from None

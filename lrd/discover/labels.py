@@ -121,17 +121,17 @@ def relabel_best_run(paths: Paths, runs: list[tuple[float, str, int]], tables, t
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{paths.latent} is not a readable Parquet file ({str(exc)[:80]}): re-run "
                         f"`dvc repro -f discover@{paths.dataset}`") from None
-    if not paths.best_checkpoint(name, seed).exists():
-        # A clone with the results but not the weights (no DVC remote, or not pulled): the
-        # tables and charts are still made; only this relabelling waits for the weights.
+    weights = paths.run_relations(name, seed)
+    if not weights.exists():
+        # Results of a run older than relations.pt: the tables and charts are still made; only
+        # this relabelling waits for a re-run of the cell.
         logging.getLogger(__name__).warning(
-            "%s is not in this workspace (`dvc pull` brings it where a remote holds it, or re-run the cell): "
-            "discover's pairs are not labelled again by the joint model; %s left empty", paths.best_checkpoint(name, seed), paths.latent_joint)
+            "%s does not exist (a run from before the cells wrote it: re-run the cell): discover's pairs are not "
+            "labelled again by the joint model; %s left empty", weights, paths.latent_joint)
         with atomic_path(paths.latent_joint) as tmp:
             pq.write_table(TRIPLETS.empty_table(), tmp)
         return None
     graph = RelationGraph.from_tables(tables.relation_types, tables.relations, tables.n_items, kinds=kinds, latent=latent_names(latent_types))
-    state = load_weights(paths.best_checkpoint(name, seed), f"re-run the cell {paths.dataset}-{name}-{seed} "
-                         "(`lrd matrix status` names its stage; `dvc repro -f <stage>`)")
+    state = load_weights(weights, f"re-run the cell {paths.dataset}-{name}-{seed} (`lrd matrix status` names its stage; `dvc repro -f <stage>`)")
     relabel_pairs(paths.latent, paths.latent_joint, state, torch.from_numpy(text), graph, dim, alpha, drop_virtual)
     return name, seed

@@ -43,7 +43,7 @@ def launched() -> bool:
 
 def torchrun_argv(processes: int, module: str, args: list[str]) -> list[str]:
     """The command running `python -m module args` as `processes` ranks on this machine."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", "-m", module, *args]
+    return [sys.executable, "-m", "lrd.train.launch", "--standalone", f"--nproc-per-node={processes}", "-m", module, *args]
 
 
 def become_torchrun(module: str, args: list[str], params_path: str = "params.yaml") -> None:
