@@ -64,10 +64,12 @@ class Lift:
     p_users: float | None = None  # Wilcoxon signed-rank over users of their NDCG@5 averaged over the seeds, NDCG@5 only
 
 
-def load_runs(paths: Paths, models: list[str], seeds_of: Callable[[str], Iterable[int]] | None = None) -> dict[str, ModelRuns]:
+def load_runs(paths: Paths, models: list[str], seeds_of: Callable[[str], Iterable[int]] | None = None,
+              differs: Callable[[str, dict], list[str]] | None = None) -> dict[str, ModelRuns]:
     """Every finished run of the given models (models without any are left out); `seeds_of`:
     the seeds params.yaml lists for a model, the only ones counted (a seed dropped from the
-    list leaves its folder behind, which must not enter the means)."""
+    list leaves its folder behind, which must not enter the means); `differs(model, metrics)`:
+    the settings in which a run differs from params.yaml (`settings_differ`), refused."""
     out = {}
     for name in models:
         folder = paths.results / name
@@ -75,9 +77,31 @@ def load_runs(paths: Paths, models: list[str], seeds_of: Callable[[str], Iterabl
         runs = {int(p.parent.name): read_json(p, f"re-run that cell (`dvc repro -f <stage>` of {paths.dataset}-{name}-{p.parent.name}; "
                                                      "`lrd matrix status` names it)")
                 for p in sorted(folder.glob("*/metrics.json")) if p.parent.name.isdigit() and (wanted is None or int(p.parent.name) in wanted)}
+        for seed, run in runs.items():
+            changed = differs(name, run) if differs else []
+            if changed:
+                raise DataError(f"{paths.run_metrics(name, seed)} was computed with other settings than params.yaml's "
+                                f"({'; '.join(changed)}): re-run the cell (`lrd matrix run --rerun-stale --dataset {paths.dataset} "
+                                f"--model {name} --seed {seed}`) or restore those params")
         if runs:
             out[name] = ModelRuns(name, runs)
     return out
+
+
+def settings_differ(name: str, run: dict, train, discover) -> list[str]:
+    """What a run recorded in metrics.json `settings` that params.yaml (TrainConfig, DiscoverConfig)
+    now sets otherwise, as "key: then -> now"; [] for runs from before runs recorded their settings
+    (dvc.lock holds what those ran with)."""
+    recorded = run.get("settings") or {}
+    model = dataclasses.asdict(train.model(name, discover))
+    changed = [(k, v, model[k]) for k, v in (recorded.get("model") or {}).items() if k in model and model[k] != v]
+    for k, v in (recorded.get("train") or {}).items():
+        if k in ("compiled", "relations"):  # where it ran and what the data holds: not params
+            continue
+        now = train.spec(name).lr if k == "lr" else getattr(train, k, v)
+        if now != v:
+            changed.append((k, v, now))
+    return [f"{k}: {then!r} -> {now!r}" for k, then, now in changed]
 
 
 def lift(variant: ModelRuns, base: ModelRuns, metric: str, paths: Paths | None = None) -> Lift | None:
@@ -321,10 +345,11 @@ def compact_metrics(models: dict[str, ModelRuns], gains: dict) -> dict:
 
 
 def report_dataset(paths: Paths, model_names: list[str], n_negatives: int | str, bases: dict[str, str | None],
-                   seeds_of: Callable[[str], Iterable[int]] | None = None) -> dict[str, ModelRuns]:
+                   seeds_of: Callable[[str], Iterable[int]] | None = None,
+                   differs: Callable[[str, dict], list[str]] | None = None) -> dict[str, ModelRuns]:
     """Write reports/<ds>/results.{md,csv,png}, curves.png, lifts.png (and discover.png where
     discover ran) and metrics/<ds>/results.json; returns the runs it found."""
-    models = load_runs(paths, model_names, seeds_of)
+    models = load_runs(paths, model_names, seeds_of, differs)
     if not models:
         raise MissingUpstreamError(f"no finished run under {paths.results}: run `dvc repro` for the train stages of {paths.dataset} first")
     gains = lifts(paths, models, bases)
@@ -379,11 +404,12 @@ def ablations_markdown(paths: Paths, variants: dict[str, ModelRuns], gains: dict
 
 
 def report_ablations(paths: Paths, described: dict[str, str], bases: dict[str, str | None],
-                     seeds_of: Callable[[str], Iterable[int]] | None = None, joint: str = "") -> None:
+                     seeds_of: Callable[[str], Iterable[int]] | None = None, joint: str = "",
+                     differs: Callable[[str, dict], list[str]] | None = None) -> None:
     """reports/<ds>/ablations.md: each variant of `described` (name -> what it changes) with its lift,
     then `joint` (the joint models' relations, lrd.discover.joint)."""
-    variants = load_runs(paths, list(described), seeds_of)
-    base_runs = load_runs(paths, sorted({b for b in bases.values() if b}), seeds_of)
+    variants = load_runs(paths, list(described), seeds_of, differs)
+    base_runs = load_runs(paths, sorted({b for b in bases.values() if b}), seeds_of, differs)
     gains = lifts(paths, variants, bases, base_runs)
     with atomic_path(paths.reports / "ablations.md") as tmp:
         tmp.write_text(ablations_markdown(paths, variants, gains, described) + joint)

@@ -5,7 +5,7 @@
 import logging
 import sys
 
-from lrd.compare import report_ablations, report_dataset
+from lrd.compare import report_ablations, report_dataset, settings_differ
 from lrd.config.datasets import dataset_config
 from lrd.config.embed import EmbedConfig
 from lrd.config.train import DiscoverConfig, TrainConfig
@@ -30,7 +30,10 @@ def run(params: dict, dataset: str) -> None:
     def seeds_of(model: str) -> tuple[int, ...]:  # only the seeds params.yaml lists count
         return train.ablation_seeds if model in train.ablation_models else train.seeds
 
-    models = report_dataset(paths, list(train.all_models), tables.stats.get("n_negatives", "stored"), bases, seeds_of)
+    def differs(model: str, run: dict) -> list[str]:  # a result of other settings is refused, not averaged in
+        return settings_differ(model, run, train, discover)
+
+    models = report_dataset(paths, list(train.all_models), tables.stats.get("n_negatives", "stored"), bases, seeds_of, differs)
     variants = train.lrd_models + train.ablation_models
     runs = [(m.runs[s]["dev"]["NDCG@5"], name, s) for name, m in models.items() if m.info["lrd"] for s in m.seeds]
     trained = [(v, s, paths.run_relations(v, s)) for v in variants for s in seeds_of(v) if paths.run_metrics(v, s).exists()]
@@ -38,7 +41,7 @@ def run(params: dict, dataset: str) -> None:
     kinds = tables.model_relations(discover.model_relations)
     if variants:
         joint = joint_readouts(trained, paths.latent, tables, text, kinds) if trained and paths.latent.exists() else []
-        report_ablations(paths, {m: train.changes(m) for m in variants}, bases, seeds_of, joint_markdown(joint))
+        report_ablations(paths, {m: train.changes(m) for m in variants}, bases, seeds_of, joint_markdown(joint), differs)
     used = relabel_best_run(paths, runs, tables, text, kinds, discover.latent_types,
                             discover.alpha, discover.drop_virtual, train.dim)
     if used:

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from lrd.errors import ConfigError, MissingUpstreamError, ModelError
+from lrd.errors import ConfigError, DataError, MissingUpstreamError, ModelError
 from lrd.paths import Paths
 from stages import compare as compare_stage
 from stages import discover as discover_stage
@@ -376,3 +376,17 @@ def test_ablation_table_measures_each_variant_against_its_base(ws):
     # the main table lists the paper's setting with its own base, not the ablations
     results = (P.reports / "results.md").read_text()
     assert "| kda_lrd_paper | kda_paper | 2 |" in results and "kda_lrd_random" not in results
+
+
+def test_compare_refuses_results_of_other_settings(ws):
+    """Issue: a result computed under other params (lr 0.001, params now 0.003) was averaged in as
+    if it were the new setting's; metrics.json records the settings and compare checks them."""
+    _, params = ws
+    params["train"].update(seeds=[41], models=["kda"], lrd_models=[], ablation_models=[])
+    _train(params, "kda", 41)
+    compare_stage.run(params, "tiny")  # the same settings: accepted
+    params["models"]["kda"]["lr"] = 0.003
+    params["train"]["l2"] = 1.0e-4
+    with pytest.raises(DataError, match=r"kda/41/metrics.json was computed with other settings than params.yaml's \(lr: 0.001 -> 0.003; "
+                                        r"l2: 1e-06 -> 0.0001\): re-run the cell \(`lrd matrix run --rerun-stale"):
+        compare_stage.run(params, "tiny")
