@@ -64,6 +64,12 @@ class Paths:
         return self.embeddings / model_slug
 
     @property
+    def embed_identity(self) -> Path:
+        """What decides the vectors (lrd.embed.pipeline.vectors_identity), beside the store: the
+        +LRD cells depend on it instead of the vectors' bytes."""
+        return self.root / "data/embeddings" / f"{self.dataset}.identity.json"
+
+    @property
     def embed_metrics(self) -> Path:
         """How the last embed run went (counts, timings): kept out of the store so that a rerun
         with the same vectors leaves the store, and everything after it, unchanged."""

@@ -26,7 +26,7 @@ def run(params: dict, dataset: str | None = None) -> None:
     dataset = dataset_config(params, dataset)
     cfg = EmbedConfig.from_params(params)
     paths = dataset.paths
-    remove_leftovers(paths.embeddings, paths.embed_metrics)
+    remove_leftovers(paths.embeddings, paths.embed_metrics, paths.embed_identity)
     items = read_parquet(paths.table("items"), "ingest")
     target = store_dir(paths, cfg)
     # The stage's output is the dataset's whole embeddings folder, holding the current model's
@@ -39,6 +39,7 @@ def run(params: dict, dataset: str | None = None) -> None:
             if problem is None:
                 raise
             raise problem from None
+    write_json(manifest["vectors_identity"], paths.embed_identity)
     write_json({k: manifest[k] for k in ("model", "items", "dim", "encoded", "from_cache", "device", "encode_seconds",
                                          "items_per_second", "seconds")}, paths.embed_metrics)
     log.info(

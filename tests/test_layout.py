@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lrd.compare import CHARTS
 from lrd.config.base import SHARED_KEYS, Shared
 from lrd.config.embed import EmbedConfig
 from lrd.config.ingest import IngestConfig
@@ -92,7 +93,7 @@ def test_dvc_yaml_declares_the_paths_the_code_writes():
     declared = set().union(*(_entries(s, "deps", "outs", "metrics", "plots") for s in _dvc_stages().values()))
     for ds in ("${key}", "${item.dataset}"):
         p = Paths(ds)
-        per_dataset = {p.raw, p.processed, p.embeddings, p.embed_metrics, p.latent, p.relation_types, p.latent_joint, p.discover_model,
+        per_dataset = {p.raw, p.processed, p.embeddings, p.embed_identity, p.embed_metrics, p.latent, p.relation_types, p.latent_joint, p.discover_model,
                        p.discover_metrics, p.discover_curve, p.reports, p.results_metrics} if ds == "${key}" else {
             p.run_model("${item.model}", "${item.seed}"), p.run_ranks("${item.model}", "${item.seed}"),
             p.run_metrics("${item.model}", "${item.seed}"), p.run_curve("${item.model}", "${item.seed}"),
@@ -186,7 +187,7 @@ def test_every_dataset_has_its_charts_in_dvc_plots():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     plots = yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]
     for name in params["datasets"]:
-        for chart in ("curves", "lifts", "discover"):
+        for chart in CHARTS:
             assert f"reports/{name}/{chart}.png" in plots, f"dvc.yaml `plots:` lacks reports/{name}/{chart}.png"
 
 

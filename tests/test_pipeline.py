@@ -48,6 +48,7 @@ def project(tmp_path_factory) -> Path:
 
 def test_dvc_repro_end_to_end(project):
     for path in ("data/processed/tiny/interactions.parquet", "data/embeddings/tiny/all-minilm-l6-v2/index.faiss",
+                 "data/embeddings/tiny.identity.json", "results/tiny/kda_lrd/1/relations.pt",
                  "data/relations/tiny/latent.parquet", "data/relations/tiny/latent_joint.parquet", "metrics/tiny/discover.json",
                  "results/tiny/kda_lrd/2/metrics.json", "results/tiny/kda/1/ranks.parquet", "models/tiny/kda/1/best.pt",
                  "reports/tiny/results.md", "reports/tiny/results.csv", "reports/tiny/results.png", "reports/results.md"):
@@ -164,6 +165,30 @@ def test_a_forced_embed_with_the_same_vectors_leaves_everything_after_it(project
     assert run.returncode == 0, run.stderr[-2000:]
     status = dvc(project, "status")
     assert "changed" not in status.stdout, status.stdout
+
+
+def test_vectors_from_another_cpu_leave_the_lrd_cells_done(project):
+    """Issue: after re-embedding on another CPU (vectors equal within float noise, not byte-identical)
+    every committed +LRD cell turned stale. They depend on what decides the vectors (the identity
+    file), not on the vectors' bytes; discover, which computes from the bytes, still reruns."""
+    import numpy as np
+
+    store = project / "data/embeddings/tiny/all-minilm-l6-v2/vectors.npy"
+    original = store.read_bytes()
+    vectors = np.load(store)
+    np.save(store, np.nextafter(vectors, np.float32(np.inf)))  # one ulp apart: another CPU's arithmetic
+    try:
+        assert dvc(project, "commit", "-f", "embed@tiny").returncode == 0
+        status = dvc(project, "status").stdout
+        assert "train_lrd@" not in status and "discover@tiny" in status, status
+    finally:
+        store.write_bytes(original)
+        assert dvc(project, "commit", "-f", "embed@tiny").returncode == 0
+
+
+def test_other_item_text_makes_the_lrd_cells_stale(project):
+    stale = stale_after(project, lambda p: p["embed"].update(text_template="Title: {title}"))
+    assert {"embed@tiny", "train_lrd@tiny-kda_lrd-1", "train_lrd@tiny-kda_lrd-2"} <= stale
 
 
 def test_a_killed_training_run_keeps_its_results_and_resumes(project):

@@ -101,8 +101,19 @@ def embed_items(
     write_json(manifest, out / "manifest.json")
     seconds = run["encode_seconds"]
     run.update(encode_seconds=round(seconds, 3), items_per_second=round(run["encoded"] / seconds, 1) if seconds else None,
-               seconds=round(time.perf_counter() - start, 3))
+               seconds=round(time.perf_counter() - start, 3), vectors_identity=vectors_identity(manifest, texts))
     return {**manifest, **run}
+
+
+def vectors_identity(manifest: dict, texts: list[str]) -> dict:
+    """What decides the vectors, without their float bytes: the model (name and weights' hash),
+    how it reads (backend, pooling, instruction, length, dtype, normalisation), the template and
+    every item's text. The +LRD cells depend on this, not on the vectors, so that re-embedding on
+    another CPU (vectors equal within float noise) leaves them done, while another model or other
+    text makes them stale."""
+    texts_sha256 = hashlib.sha256("\0".join(texts).encode()).hexdigest()
+    return {"identity": manifest["identity"], "text_template": manifest["text_template"], "items": manifest["items"],
+            "dim": manifest["dim"], "texts_sha256": texts_sha256}
 
 
 def _encode_with_cache(texts: list[str], ids: np.ndarray, cfg: EmbedConfig, cache_root: Path) -> tuple[np.ndarray, dict, str, dict]:
