@@ -382,11 +382,17 @@ def matrix_status(jobs, default_epochs, no_dvc, threads, datasets, models, seeds
 
     root, selected, params = _matrix(datasets, models, seeds)
     jobs = jobs or matrix.default_jobs(threads)[0]
-    # the cells a filter leaves out still tell the rates and lengths of their models
-    everything = matrix.select(matrix.cells(params), datasets)
-    pool = matrix.states(root, [c for c in everything if c not in selected], use_dvc=False) if len(everything) > len(selected) else []
     click.echo(matrix.status_table(matrix.states(root, selected, use_dvc=not no_dvc), jobs, default_epochs,
-                                   matrix.StopBounds.from_params(params), pool))
+                                   matrix.StopBounds.from_params(params), _rate_pool(root, params, datasets, selected)))
+
+
+def _rate_pool(root, params, datasets, selected):
+    """The states of the cells a --model / --seed filter leaves out: they still tell the rates and
+    lengths of their models."""
+    from lrd import matrix
+
+    everything = matrix.select(matrix.cells(params), datasets)
+    return matrix.states(root, [c for c in everything if c not in selected], use_dvc=False) if len(everything) > len(selected) else []
 
 
 @matrix_group.command("run")
@@ -395,19 +401,32 @@ def matrix_status(jobs, default_epochs, no_dvc, threads, datasets, models, seeds
 @click.option("--rerun-stale", is_flag=True, help="Also run cells whose results dvc.lock does not record (see `status`).")
 @click.option("--retry-failed/--skip-failed", default=True, show_default=True, help="Run cells whose last run failed again.")
 @click.option("--no-record", is_flag=True, help="Do not `dvc commit` finished cells (on a machine without DVC).")
+@click.option("--yes", "-y", is_flag=True, help="Start without asking, however long the plan (in a terminal, a plan over "
+              "10 CPU-minutes asks first; from a script or pipe it never asks).")
 @_matrix_options
-def matrix_run(jobs, rerun_stale, retry_failed, no_record, threads, datasets, models, seeds) -> None:
+def matrix_run(jobs, rerun_stale, retry_failed, no_record, yes, threads, datasets, models, seeds) -> None:
     """Run the pending cells, several at a time, each resumable; record each finished one in
-    dvc.lock (`dvc commit`). Ctrl-C stops the running cells at their last finished epoch."""
+    dvc.lock (`dvc commit`). Ctrl-C stops the running cells at their last finished epoch.
+
+    Prints the plan first: the cells, their CPU-hours and the wall time at --jobs cells at a
+    time, from the rates `lrd matrix status` shows. In a terminal, a plan of more than 10
+    CPU-minutes (or with cells of no measured rate) asks before starting; --yes skips the
+    question. Without a terminal (a script, CI, a pipe) it starts without asking.
+    """
     from lrd import matrix
 
     root, selected, params = _matrix(datasets, models, seeds)
     # one runner per workspace, taken before reading the cells' states: a second runner stops here
     with matrix.runner_lock(matrix.logs_dir(root)):
-        _run_cells(root, selected, params, jobs, rerun_stale, retry_failed, no_record, threads)
+        _run_cells(root, selected, params, jobs, rerun_stale, retry_failed, no_record, threads, yes, datasets)
 
 
-def _run_cells(root, selected, params, jobs, rerun_stale, retry_failed, no_record, threads) -> None:
+# A plan above this much CPU time (or with a cell of unknown cost) asks before it starts, when
+# someone at a terminal can answer: a few minutes start at once, an hour never unannounced.
+ASK_ABOVE_CPU_SECONDS = 10 * 60
+
+
+def _run_cells(root, selected, params, jobs, rerun_stale, retry_failed, no_record, threads, yes, datasets) -> None:
     from lrd import matrix
 
     bounds = matrix.StopBounds.from_params(params)
@@ -416,12 +435,17 @@ def _run_cells(root, selected, params, jobs, rerun_stale, retry_failed, no_recor
     wanted = {"pending", "started"} | ({"stale"} if rerun_stale else set()) | ({"failed"} if retry_failed else set())
     current = matrix.states(root, selected, use_dvc=not no_record)
     todo = matrix.schedule([s.cell for s in current if s.state in wanted], current, bounds=bounds)
-    click.echo(matrix.status_table(current, jobs, 40, bounds))
+    pool = _rate_pool(root, params, datasets, selected)
+    click.echo(matrix.status_table(current, jobs, 40, bounds, pool))
     if not rerun_stale:
         _left_alone([s for s in current if s.state == "stale"])
-    if not todo and not any(s.state == "running" for s in current):
+    running = [s.cell for s in current if s.state == "running"]
+    if not todo and not running:
         click.echo("\nnothing to run")
         return
+    plan = matrix.cost(matrix.plan_estimate(current, todo, 40, bounds, pool), jobs)
+    click.echo(_plan_text(todo, running, plan, jobs, upstream=not no_record))
+    _confirm(plan, yes)
     click.echo(f"\nrunning {len(todo)} cell(s), {jobs} at a time", err=True)
     echo = lambda line: click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=True)  # noqa: E731
     if not no_record:
@@ -433,6 +457,34 @@ def _run_cells(root, selected, params, jobs, rerun_stale, retry_failed, no_recor
         sys.exit(130)
     if failed:
         click.echo(f"{len(failed)} cell(s) failed: {', '.join(c.name for c, _ in failed)} (`lrd matrix status` says why)", err=True)
+        sys.exit(1)
+
+
+def _plan_text(todo, running, plan, jobs: int, upstream: bool) -> str:
+    """What `run` is about to do and what it costs."""
+    from lrd import matrix
+
+    shown = ", ".join(c.name for c in todo[:6]) + (f" and {len(todo) - 6} more" if len(todo) > 6 else "")
+    lines = [f"\nplan: run {len(todo)} cell(s)" + (f" ({shown})" if todo else "") + (f", and wait for {len(running)} already running"
+                                                                                    if running else "")]
+    if todo:
+        lines.append(f"cost: {plan.text(jobs, 40)}")
+        if upstream:
+            lines.append(f"first: dvc repro {' '.join(matrix.upstream_targets(todo))} (nothing to do when they are up to date)")
+    return "\n".join(lines)
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def _confirm(plan, yes: bool) -> None:
+    """Ask before a long plan when someone at a terminal can answer; scripts and --yes go on."""
+    long = plan.unknown > 0 or plan.cpu_seconds > ASK_ABOVE_CPU_SECONDS
+    if yes or not long or not _stdin_is_terminal():
+        return
+    if not click.confirm("start it?", default=False, err=True):
+        click.echo("nothing started", err=True)
         sys.exit(1)
 
 

@@ -31,6 +31,10 @@ METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20")
 PAPER_METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
 ALPHA = 0.05
 MIN_SEEDS_FOR_MARK = 3  # below this, a p-value is shown but never starred: two seeds are an anecdote
+# The charts compare writes per dataset, reports/<ds>/<name>.png (relations.png through
+# lrd/discover/report.py): dvc.yaml `plots:` lists each for every dataset (tests/test_layout.py),
+# and the demo's dvc.yaml lists them for its dataset.
+CHARTS = ("results", "curves", "lifts", "discover", "relations")
 
 
 @dataclasses.dataclass
@@ -227,23 +231,27 @@ def dataset_csv(models: dict[str, ModelRuns], gains: dict) -> str:
     return buf.getvalue()
 
 
-def bar_chart(models: dict[str, ModelRuns], title: str, path: Path) -> None:
+def bar_figure(models: dict[str, ModelRuns], dataset: str):
+    """Every model's test scores, mean ± std over seeds, one group of bars per metric."""
     plt = _pyplot()
     names = list(models)
     x = np.arange(len(METRICS))
     width = 0.8 / max(len(names), 1)
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, ax = plt.subplots(figsize=(11, 4.5))
     for i, name in enumerate(names):
         means, stds = zip(*map(models[name].mean_std, METRICS))
         ax.bar(x + i * width, means, width, yerr=stds, label=f"{name} (n={len(models[name].seeds)})", capsize=2)
     ax.set_xticks(x + width * (len(names) - 1) / 2, METRICS)
     ax.set_ylabel("test score")
-    ax.set_title(f"{title}: HR@K / NDCG@K, mean ± std over seeds")
-    ax.legend(ncol=min(len(names), 6), fontsize=8)
+    ax.set_title(f"{dataset}: HR@K / NDCG@K, mean ± std over seeds")
+    _legend_beside(ax)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, format="png")
-    plt.close(fig)
+    return fig
+
+
+def _legend_beside(ax) -> None:
+    """The legend right of the plot: inside, it covers the bars of the highest scores (HR@20)."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
 def _pyplot():
@@ -255,7 +263,13 @@ def _pyplot():
     return plt
 
 
-def curves_chart(paths: Paths, models: dict[str, ModelRuns], path: Path) -> None:
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()  # counts the legend beside the plot in
+    fig.savefig(path, dpi=120, format="png")
+    _pyplot().close(fig)
+
+
+def curves_figure(paths: Paths, models: dict[str, ModelRuns]):
     """Dev NDCG@5 per epoch of every run, one colour per model (a line per seed)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(10, 4.5))
@@ -275,57 +289,79 @@ def curves_chart(paths: Paths, models: dict[str, ModelRuns], path: Path) -> None
     ax.set_xlabel("epoch")
     ax.set_ylabel("dev NDCG@5")
     ax.set_title(f"{paths.dataset}: dev NDCG@5 per epoch, every run (dot: the best epoch, whose weights are tested)")
-    ax.legend(fontsize=8, ncol=2)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, ncol=2)
+    else:
+        _nothing_yet(ax, "no run has a curve yet")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, format="png")
-    plt.close(fig)
+    return fig
 
 
-def lifts_chart(paths: Paths, gains: dict, path: Path) -> None:
+def _nothing_yet(ax, why: str) -> None:
+    """A chart with nothing to draw says so in words, instead of showing empty axes."""
+    ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, fontsize=11, wrap=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def lifts_figure(dataset: str, gains: dict):
     """Each variant's relative lift over its base, per metric, with the 95% CI from the seeds."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    names = list(gains)
-    width = 0.8 / max(len(names), 1)
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    ax.set_title(f"{dataset}: lift of each variant over its base model")
+    drawn = {}
+    for name, (_, ls) in gains.items():
+        mid, err, n = _lift_bars(ls)
+        if not np.isnan(mid).all():
+            drawn[name] = (mid, err, n)
+    if not drawn:
+        _nothing_yet(ax, "No lift to show yet: a variant (e.g. kda_lrd) and its base model (kda)\n"
+                         "need finished runs of the same seeds. `lrd matrix status` shows which have finished.")
+        return fig
+    ax.set_title(f"{dataset}: lift of each variant over its base model (no error bar: fewer than 2 seeds for a CI)")
+    width = 0.8 / len(drawn)
     x = np.arange(len(METRICS))
-    for i, name in enumerate(names):
-        base, ls = gains[name]
-        by_metric = {l.metric: l for l in ls}
-        mid = np.array([100 * by_metric[m].relative if m in by_metric else np.nan for m in METRICS])
-        lo = np.array([100 * by_metric[m].ci[0] if m in by_metric else np.nan for m in METRICS])
-        hi = np.array([100 * by_metric[m].ci[1] if m in by_metric else np.nan for m in METRICS])
-        err = np.nan_to_num(np.vstack([mid - lo, hi - mid]), nan=0.0)
-        n = ls[0].n if ls else 0
-        ax.bar(x + i * width, mid, width, yerr=err, capsize=2, label=f"{name} vs {base} (n={n})")
+    for i, (name, (mid, err, n)) in enumerate(drawn.items()):
+        ax.bar(x + i * width, mid, width, yerr=err, capsize=2, label=f"{name} vs {gains[name][0]} (n={n})")
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(x + width * (len(names) - 1) / 2, METRICS)
+    ax.set_xticks(x + width * (len(drawn) - 1) / 2, METRICS)
     ax.set_ylabel("relative lift, % (95% CI over seeds)")
-    ax.set_title(f"{paths.dataset}: lift of each variant over its base model (no bar: fewer than 2 seeds for a CI)")
-    ax.legend(fontsize=8)
+    _legend_beside(ax)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, format="png")
-    plt.close(fig)
+    return fig
 
 
-def discover_chart(curve: Path, path: Path) -> None:
-    """discover's held-out LRD loss and reconstruction accuracy per epoch."""
+def _lift_bars(ls: list) -> tuple[np.ndarray, np.ndarray, int]:
+    """One variant's lifts per metric in %, their CI as error bars (0 where there is none), and n."""
+    by_metric = {x.metric: x for x in ls}
+    mid = np.array([100 * by_metric[m].relative if m in by_metric else np.nan for m in METRICS])
+    lo = np.array([100 * by_metric[m].ci[0] if m in by_metric else np.nan for m in METRICS])
+    hi = np.array([100 * by_metric[m].ci[1] if m in by_metric else np.nan for m in METRICS])
+    return mid, np.nan_to_num(np.vstack([mid - lo, hi - mid]), nan=0.0), (ls[0].n if ls else 0)
+
+
+def discover_figure(curve: Path, dataset: str):
+    """discover's LRD loss and how often it recognises a real pair, per epoch, on its training
+    and held-out pairs."""
     rows = list(csv.DictReader(curve.open()))
     plt = _pyplot()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig.suptitle(f"{dataset}: discover's training (pairs of an item and the user's next item)")
     epochs = [int(r["epoch"]) for r in rows]
+    titles = {"lrd": "LRD loss (lower is better)",
+              "lrd_accuracy": "share of pairs where the real earlier item\nscores above a random item (higher is better)"}
     for key, ax in (("lrd", a), ("lrd_accuracy", b)):
-        for split in ("train", "holdout"):
-            if f"{split}_{key}" in rows[0]:
-                ax.plot(epochs, [float(r[f"{split}_{key}"]) for r in rows], label=split)
+        for split, label in (("train", "training pairs"), ("holdout", "held-out pairs")):
+            if rows and f"{split}_{key}" in rows[0]:
+                ax.plot(epochs, [float(r[f"{split}_{key}"]) for r in rows], label=label)
         ax.set_xlabel("epoch")
-        ax.set_title({"lrd": "LRD loss", "lrd_accuracy": "pairs reconstructed (h beats h⁻)"}[key])
-        ax.legend(fontsize=8)
+        ax.set_title(titles[key], fontsize=10)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        else:
+            _nothing_yet(ax, "no epoch recorded")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, format="png")
-    plt.close(fig)
+    return fig
 
 
 def compact_metrics(models: dict[str, ModelRuns], gains: dict) -> dict:
@@ -357,15 +393,13 @@ def report_dataset(paths: Paths, model_names: list[str], n_negatives: int | str,
         tmp.write_text(dataset_markdown(paths, models, gains, n_negatives))
     with atomic_path(paths.reports / "results.csv") as tmp:
         tmp.write_text(dataset_csv(models, gains))
-    with atomic_path(paths.reports / "results.png") as tmp:
-        bar_chart(models, paths.dataset, tmp)
-    with atomic_path(paths.reports / "curves.png") as tmp:
-        curves_chart(paths, models, tmp)
-    with atomic_path(paths.reports / "lifts.png") as tmp:
-        lifts_chart(paths, gains, tmp)
+    for name, draw in (("results", lambda: bar_figure(models, paths.dataset)), ("curves", lambda: curves_figure(paths, models)),
+                       ("lifts", lambda: lifts_figure(paths.dataset, gains))):
+        with atomic_path(paths.reports / f"{name}.png") as tmp:
+            _save(draw(), tmp)
     if paths.discover_curve.exists():
         with atomic_path(paths.reports / "discover.png") as tmp:
-            discover_chart(paths.discover_curve, tmp)
+            _save(discover_figure(paths.discover_curve, paths.dataset), tmp)
     write_json(compact_metrics(models, gains), paths.results_metrics)
     return models
 

@@ -370,6 +370,16 @@ def estimate(all_states: list[CellState], default_epochs: int, bounds: StopBound
     return out
 
 
+def plan_estimate(all_states: list[CellState], todo: list[Cell], default_epochs: int, bounds: StopBounds = StopBounds(),
+                  pool: list[CellState] = ()) -> dict[Cell, tuple[float | None, bool]]:
+    """`estimate` for the cells of `todo` alone; a stale cell run again costs what its last run took."""
+    eta = estimate(all_states, default_epochs, bounds, pool)
+    for s in all_states:
+        if s.state == "stale":
+            eta[s.cell] = (s.seconds_per_epoch * s.epochs if s.seconds_per_epoch else None, True)
+    return {c: eta[c] for c in todo if c in eta}
+
+
 def schedule(todo: list[Cell], all_states: list[CellState], default_epochs: int = 40, bounds: StopBounds = StopBounds()) -> list[Cell]:
     """The order to start cells in: dataset by dataset and seed by seed, as the matrix lists them,
     so that a model and its +LRD twin finish close together (a paired result early); within a
@@ -399,20 +409,36 @@ def status_table(all_states: list[CellState], jobs: int, default_epochs: int, bo
         left_text = "-" if s.cell not in eta else _duration(left) + ("" if measured else "~")
         lines.append(f"{s.cell.name:<{width}} {s.state:<8} {s.epochs:>6} {best:>15} {rate:>8} {left_text:>8}  {s.note}")
     counts = {k: sum(s.state == k for s in all_states) for k in ("done", "stale", "running", "started", "failed", "pending")}
-    known = [v for v, _ in eta.values() if v is not None]
-    unknown = sum(v is None for v, _ in eta.values())
     lines.append("")
     lines.append(", ".join(f"{n} {k}" for k, n in counts.items() if n) + f" of {len(all_states)} cells")
     if eta:
-        guess = any(not m for _, m in eta.values())
-        lines.append(
-            f"left: {sum(known) / 3600:.1f} CPU-hours measured at the cells' own rates"
-            + (f" (+ {unknown} cells with no measured rate yet)" if unknown else "")
-            # no faster than the longest cell: one cell does not split over several slots
-            + f"; about {_duration(max(sum(known) / max(jobs, 1), max(known, default=0)))} at {jobs} cells at a time"
-            + (f" (~: no finished cell of that model yet, {default_epochs} epochs assumed)" if guess else "")
-        )
+        lines.append("left: " + cost(eta, jobs).text(jobs, default_epochs))
     return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    """What running some cells costs, from `estimate`'s seconds per cell."""
+
+    cpu_seconds: float  # the cells with a measured rate, one after the other
+    wall_seconds: float  # at `jobs` cells at a time
+    unknown: int  # cells with no measured rate yet (not in the sums)
+    guessed: bool  # some length is `default_epochs`, not measured
+
+    def text(self, jobs: int, default_epochs: int) -> str:
+        return (f"{self.cpu_seconds / 3600:.1f} CPU-hours measured at the cells' own rates"
+                + (f" (+ {self.unknown} cells with no measured rate yet)" if self.unknown else "")
+                + f"; about {_duration(self.wall_seconds)} at {jobs} cells at a time"
+                + (f" (~: no finished cell of that model yet, {default_epochs} epochs assumed)" if self.guessed else ""))
+
+
+def cost(eta: dict[Cell, tuple[float | None, bool]], jobs: int, cells: Iterable[Cell] | None = None) -> Cost:
+    """The cost of `cells` (default: every cell `eta` has) at `jobs` cells at a time."""
+    picked = [eta[c] for c in cells if c in eta] if cells is not None else list(eta.values())
+    known = [v for v, _ in picked if v is not None]
+    # no faster than the longest cell: one cell does not split over several slots
+    wall = max(sum(known) / max(jobs, 1), max(known, default=0))
+    return Cost(sum(known), wall, len(picked) - len(known), any(not m for _, m in picked))
 
 
 # --------------------------------------------------------------------------------------------
@@ -464,9 +490,14 @@ def commit(root: Path, cell: Cell) -> None:
         raise LRDError(f"`dvc commit {cell.name}` failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
 
 
+def upstream_targets(selected: list[Cell]) -> list[str]:
+    """The stages the cells read (ingest / embed / discover of their datasets)."""
+    return sorted({f"{STAGES[c.stage][2]}@{c.dataset}" for c in selected})
+
+
 def bring_upstream(root: Path, selected: list[Cell], echo: Callable[[str], None]) -> None:
     """`dvc repro` of what the cells read (ingest / embed / discover of their datasets), once."""
-    targets = sorted({f"{STAGES[c.stage][2]}@{c.dataset}" for c in selected})
+    targets = upstream_targets(selected)
     if not targets:
         return
     echo(f"bringing the cells' inputs up to date: dvc repro {' '.join(targets)}")

@@ -402,3 +402,59 @@ def test_a_truncated_archive_is_one_line(gpu_project, tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "Traceback" not in out and out.count("\n") == 1 and "truncated or damaged archive" in out, out
     assert not (gpu_project / "results").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# the plan and its cost, asked about before a long run
+
+
+def _run_cli(project, monkeypatch, *args: str, terminal: bool, answer: str = "", eta=None):
+    """`lrd matrix run --no-record ARGS` in `project` with stdin a terminal or not; no cell starts
+    (matrix.run records the call instead). `eta`: seconds per cell instead of the estimate."""
+    from click.testing import CliRunner
+
+    from lrd import cli
+
+    monkeypatch.chdir(project)
+    (project / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.setattr(cli, "_stdin_is_terminal", lambda: terminal)
+    started = []
+    monkeypatch.setattr(matrix, "run", lambda root, todo, *a, **k: started.append([c.name for c in todo]) or [])
+    if eta is not None:
+        monkeypatch.setattr(matrix, "plan_estimate", lambda states, todo, *a, **k: {c: (eta, True) for c in todo})
+    result = CliRunner().invoke(cli.main, ["matrix", "run", "--no-record", *args], input=answer)
+    return result, started
+
+
+def test_a_long_plan_asks_in_a_terminal_and_a_no_starts_nothing(project, monkeypatch):
+    result, started = _run_cli(project, monkeypatch, "--jobs", "2", terminal=True, answer="n\n", eta=3600.0)
+    assert "plan: run 3 cell(s) (train@tiny-sasrec-1" in result.stdout
+    assert "cost: 3.0 CPU-hours measured at the cells' own rates; about 1h30 at 2 cells at a time" in result.stdout
+    assert "start it? [y/N]" in result.stderr and "nothing started" in result.stderr
+    assert result.exit_code == 1 and started == []
+
+
+def test_a_yes_starts_the_plan(project, monkeypatch):
+    result, started = _run_cli(project, monkeypatch, terminal=True, answer="y\n", eta=3600.0)
+    assert "start it?" in result.stderr and result.exit_code == 0 and len(started[0]) == 3
+
+
+def test_unknown_cost_asks_too(project, monkeypatch):
+    """A fresh clone: no cell has a measured rate, so the cost is unknown and the runner asks."""
+    result, started = _run_cli(project, monkeypatch, terminal=True, answer="n\n")
+    assert "3 cells with no measured rate yet" in result.stdout and "start it?" in result.stderr and started == []
+
+
+@pytest.mark.parametrize("args, terminal, eta", [(("--yes",), True, 3600.0), ((), False, 3600.0), ((), True, 60.0)])
+def test_no_question_for_yes_scripts_or_a_short_plan(project, monkeypatch, args, terminal, eta):
+    result, started = _run_cli(project, monkeypatch, *args, terminal=terminal, eta=eta)
+    assert "plan: run 3 cell(s)" in result.stdout and "start it?" not in result.stderr
+    assert result.exit_code == 0 and len(started) == 1
+
+
+def test_the_cost_of_some_cells():
+    a, b, c = (matrix.Cell("train", "tiny", m, 1) for m in ("a", "b", "c"))
+    eta = {a: (3600.0, True), b: (1800.0, False), c: (None, False)}
+    cost = matrix.cost(eta, jobs=2)
+    assert (cost.cpu_seconds, cost.wall_seconds, cost.unknown, cost.guessed) == (5400.0, 3600.0, 1, True)  # never below the longest cell
+    assert matrix.cost(eta, jobs=2, cells=[b]).wall_seconds == 1800.0
