@@ -145,11 +145,11 @@ max_width_option = click.option(
 )
 
 
-def _connect(params_path: str, dataset: str | None):
+def _connect(params_path: str, dataset: str | None, confined: bool = True):
     from lrd.config.base import load_params
     from lrd.sql import open_views
 
-    return open_views(load_params(params_path), dataset)
+    return open_views(load_params(params_path), dataset, confined)
 
 
 def _print_rows(columns, rows, fmt: str, max_width: int, more: bool = False) -> None:
@@ -176,10 +176,13 @@ MAX_ROWS = 2**62
 @click.option("--tables", "list_tables", is_flag=True, help="List the tables (views) with their row counts and files, instead of running a query.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=0), help="Print at most this many rows (0: all).",
               callback=lambda ctx, param, value: min(value, MAX_ROWS))
+@click.option("--unconfined", is_flag=True, help="DuckDB's defaults: queries may also read any file and URL, install and load "
+              "extensions and write files (COPY ... TO). Only for queries you trust.")
 @format_option
 @max_width_option
 @params_option
-def sql(query: str | None, list_tables: bool, limit: int, fmt: str, max_width: int, params_path: str, dataset: str | None) -> None:
+def sql(query: str | None, list_tables: bool, limit: int, unconfined: bool, fmt: str, max_width: int, params_path: str,
+        dataset: str | None) -> None:
     """Run a DuckDB SQL QUERY over the current dataset's tables ("-" reads it from stdin).
 
     \b
@@ -193,11 +196,12 @@ def sql(query: str | None, list_tables: bool, limit: int, fmt: str, max_width: i
 
     Several statements separated by ";" all run; only the last one's result is printed.
     Queries read the tables above and nothing else: no other file, no URL, no DuckDB
-    extension installed or loaded, no COPY ... TO (redirect --format csv output instead).
+    extension installed or loaded, no COPY ... TO (redirect --format csv output instead);
+    --unconfined lifts that.
     """
     from lrd.sql import run_query, table_counts
 
-    conn = _connect(params_path, dataset)
+    conn = _connect(params_path, dataset, confined=not unconfined)
     if list_tables:
         if query:
             raise click.UsageError("give a QUERY or --tables, not both")

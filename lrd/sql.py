@@ -31,10 +31,11 @@ _PROCESSED = ("items", "users", "interactions", "candidates", "relations")
 # views
 
 
-def open_views(params: dict, dataset: str | None = None) -> duckdb.DuckDBPyConnection:
+def open_views(params: dict, dataset: str | None = None, confined: bool = True) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with one view per table of params' dataset found on disk.
 
-    Each view's comment (duckdb_views().comment) is the file or pattern it reads.
+    Each view's comment (duckdb_views().comment) is the file or pattern it reads. `confined`:
+    queries reach these tables only (False: DuckDB's defaults, `lrd sql --unconfined`).
     """
     conn = duckdb.connect(":memory:")
     folders: set[str] = set()
@@ -49,6 +50,8 @@ def open_views(params: dict, dataset: str | None = None) -> duckdb.DuckDBPyConne
     # Queries read these tables and nothing else: no other file (secrets in /proc or ~ included),
     # no URL, no extension installed or loaded on demand (DuckDB would fetch and run code).
     # DuckDB refuses to turn external access back on while the database runs.
+    if not confined:
+        return conn
     listed = ", ".join(_literal(f) for f in sorted(folders))
     conn.execute(f"SET allowed_directories = [{listed}]")
     for setting in ("enable_external_access", "autoinstall_known_extensions", "autoload_known_extensions"):

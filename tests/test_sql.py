@@ -194,7 +194,7 @@ def test_cli_relations_show_says_when_a_type_has_no_confident_pairs(repo):
     result = _cli("relations", "show", "--type", "latent_2")
     assert result.exit_code == 0 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "no pairs with probability >= 0.95" in lines[0] and "(1 below it)" in lines[0]
+    assert len(lines) == 1 and "no pairs with probability >= 0.95" in lines[0] and "(1 in all)" in lines[0]
     assert "--min-probability 0" in lines[0] and "lrd relations types" in lines[0]
 
 
@@ -205,7 +205,7 @@ def test_cli_relations_readout(repo):
     row = next(line for line in result.stdout.splitlines() if line.startswith("| latent_1 |"))
     assert "2 of 3" in row and "1 / 0 / 1" in row  # cooccur 1-2, both 3-4
     assert "| 0.500, " in row  # 1-2 share the year bucket 1980, 3-4 do not
-    assert "latent_2" in result.stdout and "**latent_1**" in result.stdout and "| Alien | Aliens | 0.9000 | cooccur |" in result.stdout
+    assert "latent_2" in result.stdout and "**latent_1**" in result.stdout and "| Alien | Aliens | 0.9000 | n/a | cooccur |" in result.stdout
 
 
 def test_cli_relations_unknown_type(repo):
@@ -257,6 +257,15 @@ def test_queries_reach_nothing_but_the_tables(repo, query, tmp_path):
     with pytest.raises(QueryError):
         run_query(conn, query)
     assert run_query(conn, "SELECT count(*) FROM items")[1][0][0] > 0  # the tables still read
+
+
+def test_unconfined_queries_reach_other_files(repo, tmp_path):
+    """The explicit opt-out: DuckDB's defaults, as before the confinement."""
+    (tmp_path / "other.csv").write_text("a\n1\n")
+    conn = open_views(PARAMS, confined=False)
+    assert run_query(conn, f"SELECT a FROM read_csv('{tmp_path / 'other.csv'}')")[1] == [(1,)]
+    result = CliRunner().invoke(main, ["sql", f"SELECT a FROM read_csv('{tmp_path / 'other.csv'}')", "--unconfined", "--format", "csv"])
+    assert result.exit_code == 0 and result.output.split() == ["a", "1"], result.output
 
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "sql-queries.md"
