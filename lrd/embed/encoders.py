@@ -57,7 +57,7 @@ def resolve_model_path(name: str) -> Path:
     except Exception:
         raise ModelError(
             f"model {name!r} is neither a local folder nor in the Hugging Face cache, and no model hub is used here. "
-            f"On a machine with internet run `huggingface-cli download {name} --local-dir <folder>`, copy the folder "
+            f"On a machine with internet run `hf download {name} --local-dir <folder>` (huggingface_hub's CLI), copy the folder "
             "here and set `embed.model` to its path."
         ) from None
 
