@@ -37,7 +37,7 @@ def test_packaged_minilm_encodes_offline():
 
 
 def test_unknown_model_says_how_to_supply_it():
-    with pytest.raises(ModelError, match="huggingface-cli download"):
+    with pytest.raises(ModelError, match="hf download"):
         resolve_model_path("someone/not-a-cached-model")
 
 
