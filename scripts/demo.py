@@ -20,7 +20,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lrd.data.synthetic import pipeline_params, write_recbole  # noqa: E402
+from lrd.compare import CHARTS  # noqa: E402
+from lrd.data.synthetic import DEMO_SEQUEL_PAIRS, demo_params, planted_by_type, write_demo_recbole  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -33,37 +34,62 @@ def main(argv=None) -> int:
     out.mkdir(parents=True)
     shutil.copy(ROOT / ".dvcignore", out / ".dvcignore")
     pipeline = (ROOT / "dvc.yaml").read_text()  # with the charts of the tiny dataset for `dvc plots show`
-    charts = "".join(f"  - reports/tiny/{c}.png\n" for c in ("curves", "lifts", "discover"))
+    charts = "".join(f"  - reports/tiny/{c}.png\n" for c in CHARTS)
     (out / "dvc.yaml").write_text(pipeline[: pipeline.index("\nplots:\n")] + "\nplots:\n" + charts)
     for folder in ("lrd", "stages"):
         shutil.copytree(ROOT / folder, out / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    raw = write_recbole(out / "source" / "tiny")  # 40 users, 30 films with genres, years, directors, sequels
-    params = pipeline_params(yaml.safe_load((ROOT / "params.yaml").read_text()), raw)
-    params["train"].update(models=["sasrec", "rcf", "kda"], lrd_models=["rcf_lrd", "kda_lrd"], seeds=[1, 2])
+    raw = write_demo_recbole(out / "source" / "tiny")  # 40 users, 60 films with genres, years, directors, film series
+    params = demo_params(yaml.safe_load((ROOT / "params.yaml").read_text()), raw)
     (out / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "VIRTUAL_ENV": sys.prefix, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     for cmd in (["init", "--no-scm", "-q"], ["repro"]):
         if subprocess.run([sys.executable, "-m", "dvc", *cmd], cwd=out, env=env).returncode != 0:
             print(f"\n`dvc {' '.join(cmd)}` failed in {out}", file=sys.stderr)
             return 1
-    print(f"""
-The pipeline ran end to end in {time.perf_counter() - start:.0f} s on a generated tiny dataset, in {out}.
-Look at what it made (from that folder, with the project's environment active: `lrd` lives there):
+    print(next_steps(out, time.perf_counter() - start, params))
+    return 0
 
-  . {os.path.relpath(Path(sys.prefix) / "bin" / "activate")}
-  cd {os.path.relpath(out)}
+
+def next_steps(out: Path, seconds: float, params: dict) -> str:
+    """What to look at, as commands that work pasted into a new shell (absolute paths: a new
+    shell starts anywhere, and without the project's environment, where `lrd` lives)."""
+    return f"""
+The pipeline ran end to end in {seconds:.0f} s on a generated tiny dataset, in {out}.
+Look at what it made, in a new shell:
+
+  . {Path(sys.prefix) / "bin" / "activate"}
+  cd {out}
   cat reports/tiny/results.md                 # every model, mean ± std over 2 seeds, lifts with CIs
   lrd sql --tables                            # the tables you can query
   lrd relations types                         # predefined and discovered relation types
-  lrd relations show --type latent_1          # one latent type's confident pairs, with titles
+  {planted_line(out, params)}
   lrd matrix status                           # every training run, its state and time
   dvc metrics show                            # test means and lifts per model
   dvc plots show                              # the charts (reports/tiny/*.png) in one page
   dvc repro                                   # nothing to do: every stage is cached
 
 The real thing, in the repository: `dvc repro discover@ml-100k` (a few minutes), then
-`lrd matrix status` to see what the full matrix costs before `lrd matrix run` or `make repro`.""")
-    return 0
+`lrd matrix status` to see what the full matrix costs before `lrd matrix run` (it asks before
+starting anything long) or `make repro`."""
+
+
+def planted_line(out: Path, params: dict) -> str:
+    """The `lrd relations show` line for the latent type holding most of the planted film series."""
+    import pyarrow.parquet as pq
+
+    from lrd.discover.strength import MIN_STRENGTH
+    from lrd.paths import Paths
+
+    paths = Paths("tiny", out)
+    found = planted_by_type(pq.read_table(paths.latent), pq.read_table(paths.table("items")), params["discover"]["min_probability"],
+                            MIN_STRENGTH)
+    total = DEMO_SEQUEL_PAIRS
+    if not found:
+        return "lrd relations show --type latent_1".ljust(44) + f"# one latent type (none holds the {total} planted sequel pairs)"
+    types = pq.read_table(paths.relation_types).to_pydict()
+    name = types["name"][types["id"].index(next(iter(found)))]
+    return (f"lrd relations show --type {name}".ljust(44) + f"# the planted film series (sequels watched one after the other): "
+            f"{next(iter(found.values()))} of their {total} pairs here, {sum(found.values())} in all latent types")
 
 
 if __name__ == "__main__":
