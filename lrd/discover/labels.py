@@ -107,13 +107,18 @@ def relabel_pairs(latent: Path, out: Path, state: dict, text: torch.Tensor, grap
     return write_labelled_pairs(out, lrd, graph, stored_pairs(latent, graph.n_items), scale)
 
 
+def _write_empty(path: Path) -> None:
+    """A triplet table with no pair: no +LRD run to relabel with (yet)."""
+    with atomic_path(path) as tmp:
+        pq.write_table(TRIPLETS.empty_table(), tmp)
+
+
 def relabel_best_run(paths: Paths, runs: list[tuple[float, str, int]], tables, text: np.ndarray | None, kinds: tuple[str, ...],
                      latent_types: int, alpha: float, drop_virtual: bool, dim: int) -> tuple[str, int] | None:
     """discover's pairs labelled again by the +LRD run with the best dev NDCG@5, from `runs` of
     (dev NDCG@5, model, seed); an empty table when there is none. Returns the run used."""
     if not runs or text is None or not paths.latent.exists():
-        with atomic_path(paths.latent_joint) as tmp:
-            pq.write_table(TRIPLETS.empty_table(), tmp)
+        _write_empty(paths.latent_joint)
         return None
     _, name, seed = max(runs)
     try:
@@ -128,8 +133,7 @@ def relabel_best_run(paths: Paths, runs: list[tuple[float, str, int]], tables, t
         logging.getLogger(__name__).warning(
             "%s does not exist (a run from before the cells wrote it: re-run the cell): discover's pairs are not "
             "labelled again by the joint model; %s left empty", weights, paths.latent_joint)
-        with atomic_path(paths.latent_joint) as tmp:
-            pq.write_table(TRIPLETS.empty_table(), tmp)
+        _write_empty(paths.latent_joint)
         return None
     graph = RelationGraph.from_tables(tables.relation_types, tables.relations, tables.n_items, kinds=kinds, latent=latent_names(latent_types))
     state = load_weights(weights, f"re-run the cell {paths.dataset}-{name}-{seed} (`lrd matrix status` names its stage; `dvc repro -f <stage>`)")
