@@ -167,6 +167,11 @@ def pack(selected: list[matrix.Cell], out: Path, failed) -> int:
 
 ALLOWED = ("results/", "models/", "logs/matrix/")
 RESULT_FILES = ("metrics.json", "ranks.parquet", "curve.csv")
+LRD_STAGES = ("train_lrd", "train_ablation")  # their cells also write relations.pt (what compare relabels with)
+
+
+def result_files(cell: matrix.Cell) -> tuple[str, ...]:
+    return RESULT_FILES + (("relations.pt",) if cell.stage in LRD_STAGES else ())
 
 
 def cmd_unpack(args) -> int:
@@ -255,7 +260,7 @@ def _refusal(cell: matrix.Cell, staging: Path, files: list[str]) -> str | None:
         if state.exists() and local_state.exists() and local_state.stat().st_mtime >= state.stat().st_mtime:
             return f"the resume point here ({local_state}) is as new or newer"
         return None
-    missing = [f for f in RESULT_FILES if not (there.run_results(cell.model, cell.seed) / f).exists()]
+    missing = [f for f in result_files(cell) if not (there.run_results(cell.model, cell.seed) / f).exists()]
     missing += [] if (there.run_model(cell.model, cell.seed) / "best.pt").exists() else ["best.pt"]
     if missing:
         return f"the archive lacks {', '.join(missing)} of this finished cell (a partial copy)"
@@ -264,7 +269,7 @@ def _refusal(cell: matrix.Cell, staging: Path, files: list[str]) -> str | None:
         return wrong
     if local.exists():
         if cell.name in matrix.lock_stages(ROOT) and all(
-                matrix._md5(results / f) == _locked_md5(cell, f"{results.relative_to(ROOT)}/{f}") for f in RESULT_FILES):
+                matrix._md5(results / f) == _locked_md5(cell, f"{results.relative_to(ROOT)}/{f}") for f in result_files(cell)):
             return f"a finished result recorded in dvc.lock is here ({local}); it is never overwritten"
         if local.stat().st_mtime >= arrived.stat().st_mtime:
             return f"the finished result here ({local}) is as new or newer"
