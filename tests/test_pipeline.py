@@ -167,6 +167,19 @@ def test_a_forced_embed_with_the_same_vectors_leaves_everything_after_it(project
     assert "changed" not in status.stdout, status.stdout
 
 
+def test_bytecode_caches_leave_every_stage_up_to_date(project):
+    """Importing the code writes __pycache__/ beside it (where PYTHONDONTWRITEBYTECODE is unset);
+    the folders stages depend on (lrd/models, lrd/train, ...) must hash the same."""
+    cache = project / "lrd/models/__pycache__"
+    cache.mkdir(exist_ok=True)
+    (cache / "probe.cpython-311.pyc").write_bytes(b"bytecode")
+    try:
+        status = dvc(project, "status")
+        assert status.returncode == 0 and "changed" not in status.stdout, status.stdout
+    finally:
+        (cache / "probe.cpython-311.pyc").unlink()
+
+
 def test_vectors_from_another_cpu_leave_the_lrd_cells_done(project):
     """Issue: after re-embedding on another CPU (vectors equal within float noise, not byte-identical)
     every committed +LRD cell turned stale. They depend on what decides the vectors (the identity
