@@ -166,6 +166,12 @@ def read_lock(root: Path) -> dict:
     return stages
 
 
+def has_remote(root: Path) -> bool:
+    """Whether a DVC remote is configured (.dvc/config or config.local): only then is `dvc pull` advice."""
+    return any('["remote' in f.read_text(errors="replace").replace("'", '"') for f in (root / ".dvc/config", root / ".dvc/config.local")
+               if f.is_file())
+
+
 def lock_stages(root: Path) -> set[str]:
     """The stages dvc.lock records."""
     return set(read_lock(root))
@@ -290,7 +296,9 @@ def states(root: Path, selected: list[Cell], use_dvc: bool = True) -> list[CellS
             if cell.name not in recorded:
                 st.state, st.note = "stale", "not in dvc.lock"
             elif changed.get(cell.name):
-                st.state, st.note = "done", "its inputs or weights are not in this workspace: `dvc pull` brings them from a remote"
+                st.state, st.note = "done", "its inputs or weights are not in this workspace: " + (
+                    "`dvc pull` brings them from the remote" if has_remote(root) else
+                    "no DVC remote is configured to pull them from (README: A fresh clone, and a DVC remote)")
             elif cell.name in changed:
                 st.params_changed = old_results(root, cell, lock)
                 st.state, st.note = "stale", ("params changed since its results: " + "; ".join(st.params_changed) + "; `lrd matrix run "

@@ -458,3 +458,12 @@ def test_the_cost_of_some_cells():
     cost = matrix.cost(eta, jobs=2)
     assert (cost.cpu_seconds, cost.wall_seconds, cost.unknown, cost.guessed) == (5400.0, 3600.0, 1, True)  # never below the longest cell
     assert matrix.cost(eta, jobs=2, cells=[b]).wall_seconds == 1800.0
+
+
+def test_pull_advice_only_where_a_remote_is_configured(tmp_path):
+    """Issue: `lrd matrix status` advised `dvc pull` on a clone with no remote ("No remote provided")."""
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc/config").write_text("[core]\n    analytics = false\n")
+    assert not matrix.has_remote(tmp_path)
+    (tmp_path / ".dvc/config.local").write_text("[core]\n    remote = shared\n['remote \"shared\"']\n    url = /mnt/shared\n")
+    assert matrix.has_remote(tmp_path)
