@@ -133,7 +133,7 @@ def test_two_ranks_compute_what_one_process_computes(one_process, two_ranks):
 def test_only_rank_0_writes(two_ranks):
     folder = two_ranks[0]
     written = {Path(p).name for p in (folder / "renames-0.txt").read_text().split()}
-    assert written == {"best.pt", "state.pt", "metrics.json", "ranks.parquet", "curve.csv"}
+    assert written == {"best.pt", "state.pt", "metrics.json", "ranks.parquet", "curve.csv", "relations.pt"}  # relations.pt: kda_lrd
     assert (folder / "renames-1.txt").read_text() == ""
 
 

@@ -78,14 +78,21 @@ def test_a_clone_that_pulls_from_a_remote_has_nothing_to_rerun(project, tmp_path
         shutil.copytree(project / folder, clone / folder, ignore=shutil.ignore_patterns("__pycache__"))
     (clone / "data").mkdir()
     shutil.copy(project / "data/params-checked", clone / "data/params-checked")  # tracked in git (cache: false)
+    (clone / "data/embeddings").mkdir()
+    shutil.copy(project / "data/embeddings/tiny.identity.json", clone / "data/embeddings/tiny.identity.json")  # in git too
     assert dvc(clone, "init", "--no-scm", "-q").returncode == 0
     before = dvc(clone, "status")
     assert "not in cache" in before.stdout + before.stderr or "deleted" in before.stdout  # what a clone without the cache would rerun
-    status = subprocess.run([sys.executable, "-c", "from lrd.cli import main; main()", "matrix", "status"], cwd=clone, env=_env(),
-                            capture_output=True, text=True, timeout=300)
-    line = next(x for x in status.stdout.splitlines() if x.startswith("train@tiny-kda-1 "))
-    assert " done " in line and "`dvc pull` brings them" in line  # the clone may skip it: its weights come from the remote
+
+    def kda_line() -> str:
+        status = subprocess.run([sys.executable, "-c", "from lrd.cli import main; main()", "matrix", "status"], cwd=clone, env=_env(),
+                                capture_output=True, text=True, timeout=300)
+        return next(x for x in status.stdout.splitlines() if x.startswith("train@tiny-kda-1 "))
+
+    assert " done " in kda_line() and "no DVC remote is configured" in kda_line()  # no `dvc pull` advice without a remote
     assert dvc(clone, "remote", "add", "-d", "shared", str(remote)).returncode == 0
+    line = kda_line()
+    assert " done " in line and "`dvc pull` brings them" in line  # the clone may skip it: its weights come from the remote
     pull = dvc(clone, "pull")
     assert pull.returncode == 0, pull.stderr[-2000:]
     after = dvc(clone, "status", "--json")

@@ -279,7 +279,8 @@ def test_compare_reports_seeds_lifts_and_the_joint_relations(ws):
     assert int(rows["kda"][2]) >= 3
     relations = (P.reports / "relations.md").read_text()
     assert "## discover (latent.parquet)" in relations and "## the best +LRD run's relabelled pairs (latent_joint.parquet)" in relations
-    assert "| type | confident pairs | cooccur / knn / both | genres: share" in relations
+    # the readout's summary of both tables (the tiny data has no pair strong enough for the per-type table)
+    assert relations.count("labelled pairs, ") == 2 and "latent types carry confident pairs" in relations
     assert (P.reports / "relations.png").read_bytes()[:4] == b"\x89PNG"
 
 
