@@ -42,9 +42,14 @@ def main(argv=None) -> int:
     params = demo_params(yaml.safe_load((ROOT / "params.yaml").read_text()), raw)
     (out / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "VIRTUAL_ENV": sys.prefix, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    for cmd in (["init", "--no-scm", "-q"], ["repro"]):
-        if subprocess.run([sys.executable, "-m", "dvc", *cmd], cwd=out, env=env).returncode != 0:
-            print(f"\n`dvc {' '.join(cmd)}` failed in {out}", file=sys.stderr)
+    # A git repository of its own (the repository's .gitignore keeps demo/ out of it), so that
+    # `dvc exp run` works here as the README shows it.
+    git = ["git", "-c", "user.name=LRD demo", "-c", "user.email=demo@localhost"]
+    steps = [git + ["init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"], [sys.executable, "-m", "dvc", "repro"],
+             git + ["add", "-A"], git + ["commit", "-q", "-m", "demo: the pipeline run once"]]
+    for cmd in steps:
+        if subprocess.run(cmd, cwd=out, env=env).returncode != 0:
+            print(f"\n`{' '.join(cmd[-3:] if cmd[0] == 'git' else cmd[2:])}` failed in {out}", file=sys.stderr)
             return 1
     print(next_steps(out, time.perf_counter() - start, params))
     return 0
@@ -67,6 +72,9 @@ Look at what it made, in a new shell:
   dvc metrics show                            # test means and lifts per model
   dvc plots show                              # the charts (reports/tiny/*.png) in one page
   dvc repro                                   # nothing to do: every stage is cached
+  dvc exp run discover@tiny -S "embed.text_template='{{title}}'"   # the LLM reads titles only: embed and discover rerun
+  lrd neighbors 1 --k 5                       # nearest films by the new vectors (metrics/tiny/embed.json: what ran)
+  dvc exp show --only-changed                 # the experiment beside the run above
 
 The real thing, in the repository: `dvc repro discover@ml-100k` (a few minutes), then
 `lrd matrix status` to see what the full matrix costs before `lrd matrix run` (it asks before
