@@ -407,8 +407,11 @@ def _rate_pool(root, params, datasets, selected):
 @click.option("--no-record", is_flag=True, help="Do not `dvc commit` finished cells (on a machine without DVC).")
 @click.option("--yes", "-y", is_flag=True, help="Start without asking, however long the plan (in a terminal, a plan over "
               "10 CPU-minutes asks first; from a script or pipe it never asks).")
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after this many hours (a session's end): running cells stop at their last finished epoch, and a cell "
+              "whose first epoch would not end by then is not started.")
 @_matrix_options
-def matrix_run(jobs, rerun_stale, retry_failed, no_record, yes, threads, datasets, models, seeds) -> None:
+def matrix_run(jobs, rerun_stale, retry_failed, no_record, yes, hours, threads, datasets, models, seeds) -> None:
     """Run the pending cells, several at a time, each resumable; record each finished one in
     dvc.lock (`dvc commit`). Ctrl-C stops the running cells at their last finished epoch.
 
@@ -422,7 +425,8 @@ def matrix_run(jobs, rerun_stale, retry_failed, no_record, yes, threads, dataset
     root, selected, params = _matrix(datasets, models, seeds)
     # one runner per workspace, taken before reading the cells' states: a second runner stops here
     with matrix.runner_lock(matrix.logs_dir(root)):
-        _run_cells(root, selected, params, jobs, rerun_stale, retry_failed, no_record, threads, yes, datasets)
+        deadline = time.time() + hours * 3600 if hours else None
+        _run_cells(root, selected, params, jobs, rerun_stale, retry_failed, no_record, threads, yes, datasets, deadline)
 
 
 # A plan above this much CPU time (or with a cell of unknown cost) asks before it starts, when
@@ -430,7 +434,7 @@ def matrix_run(jobs, rerun_stale, retry_failed, no_record, yes, threads, dataset
 ASK_ABOVE_CPU_SECONDS = 10 * 60
 
 
-def _run_cells(root, selected, params, jobs, rerun_stale, retry_failed, no_record, threads, yes, datasets) -> None:
+def _run_cells(root, selected, params, jobs, rerun_stale, retry_failed, no_record, threads, yes, datasets, deadline=None) -> None:
     from lrd import matrix
 
     bounds = matrix.StopBounds.from_params(params)
@@ -456,7 +460,8 @@ def _run_cells(root, selected, params, jobs, rerun_stale, retry_failed, no_recor
         matrix.bring_upstream(root, todo, echo)
     try:
         failed = matrix.run(root, todo, jobs, threads, slots, echo, record=not no_record,
-                            adopt=[s.cell for s in current if s.state == "running"])
+                            adopt=[s.cell for s in current if s.state == "running"], deadline=deadline,
+                            epoch_seconds=matrix.epoch_rates(current, pool))
     except KeyboardInterrupt:
         sys.exit(130)
     if failed:

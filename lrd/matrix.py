@@ -347,30 +347,52 @@ class StopBounds:
         return min(max(length, lo), self.max_epochs)
 
 
+START_SECONDS = 120.0  # a cell's start before its first epoch: loading the data, compiling the model
+
+
+def fits_before(deadline: float | None, epoch: float | None) -> bool:
+    """Whether a cell started now ends its first epoch (a resume point) before `deadline`; True
+    without a deadline or a measured rate (nothing to go by: start it)."""
+    return deadline is None or epoch is None or time.time() + START_SECONDS + epoch <= deadline
+
+
+def epoch_rates(all_states: list[CellState], pool: list[CellState] = ()) -> dict[Cell, float]:
+    """Seconds per epoch of each cell, as `estimate` rates it: its own, else its model's on the
+    dataset, else the dataset's; cells with none are left out."""
+    every = list(all_states) + [p for p in pool if p.cell not in {s.cell for s in all_states}]
+    rated = [s for s in every if s.seconds_per_epoch]
+    out = {}
+    for s in all_states:
+        for same in (lambda f: f.cell == s.cell, lambda f: f.cell.dataset == s.cell.dataset and f.cell.model == s.cell.model,
+                     lambda f: f.cell.dataset == s.cell.dataset):
+            rates = [f.seconds_per_epoch for f in rated if same(f)]
+            if rates:
+                out[s.cell] = sum(rates) / len(rates)
+                break
+    return out
+
+
 def estimate(all_states: list[CellState], default_epochs: int, bounds: StopBounds = StopBounds(),
              pool: list[CellState] = ()) -> dict[Cell, tuple[float | None, bool]]:
     """Seconds left per unfinished cell, and whether both its rate and its length were measured.
 
-    The rate is the cell's own (seconds per epoch so far), else that of finished cells of the
-    same dataset and model, else of the same dataset; the length is the mean epoch count of
+    The rate is `epoch_rates`' (the cell's own, else its model's, else its dataset's); the length is the mean epoch count of
     finished cells of the same dataset and model, else `default_epochs` (marked as a guess), no
     shorter than the stopping rule allows given the cell's best epoch so far. `pool`: more cells
     (those a filter left out) whose rates and lengths count too."""
     every = list(all_states) + [p for p in pool if p.cell not in {s.cell for s in all_states}]
     finished = [s for s in every if s.state in ("done", "stale") and s.seconds_per_epoch]
-    rated = [s for s in every if s.seconds_per_epoch]
 
     def mean(values):
         values = [v for v in values if v]
         return sum(values) / len(values) if values else None
 
-    out = {}
+    out, rates = {}, epoch_rates(all_states, pool)
     for s in all_states:
         if s.state in ("done", "stale"):
             continue
         same = [f for f in finished if f.cell.dataset == s.cell.dataset and f.cell.model == s.cell.model]
-        rate = s.seconds_per_epoch or mean(f.seconds_per_epoch for f in rated if f.cell.dataset == s.cell.dataset and f.cell.model == s.cell.model) \
-            or mean(f.seconds_per_epoch for f in rated if f.cell.dataset == s.cell.dataset)
+        rate = rates.get(s.cell)
         length = mean(f.epochs for f in same)
         measured = bool(length and rate)
         length = bounds.clamp(length or default_epochs, s.epochs, s.best_epoch)
@@ -535,7 +557,7 @@ class _Job:
 
 def run(root: Path, todo: list[Cell], jobs: int, threads: int, slots: list[str | None], echo: Callable[[str], None],
         record: bool = True, poll: float = 2.0, adopt: Iterable[Cell] = (), deadline: float | None = None,
-        on_start: Callable[[Cell, int], None] | None = None) -> list[tuple[Cell, int]]:
+        on_start: Callable[[Cell, int], None] | None = None, epoch_seconds: dict[Cell, float] | None = None) -> list[tuple[Cell, int]]:
     """Run `todo`, `jobs` at a time, each with `threads` CPU threads (and the GPU of its slot);
     `dvc commit` each one that finishes when `record`. Cells in `adopt`, already running in other
     processes (a runner that was stopped, or a stage started by hand), take slots until they end
@@ -543,6 +565,8 @@ def run(root: Path, todo: list[Cell], jobs: int, threads: int, slots: list[str |
 
     SIGTERM or Ctrl-C stops the cells this runner started (each keeps its last finished epoch) and
     raises KeyboardInterrupt; so does reaching `deadline` (time.time()), which returns instead.
+    Before a deadline, a cell starts only when its first epoch (`epoch_seconds`, plus START_SECONDS
+    for loading and compiling) can end before it: a cell stopped sooner leaves no resume point.
     `on_start(cell, pid)` is called after each start (the GPU script measures memory with it)."""
     logs = logs_dir(root)
     logs.mkdir(parents=True, exist_ok=True)
@@ -607,7 +631,12 @@ def run(root: Path, todo: list[Cell], jobs: int, threads: int, slots: list[str |
                 _stop([job for job in running if job.proc is not None], logs)
                 return failed
             while queue and free:
-                running.append(start(queue.pop(0), free.pop(0)))
+                cell = queue.pop(0)
+                if not fits_before(deadline, (epoch_seconds or {}).get(cell)):
+                    echo(f"not starting {cell.name}: its first epoch (~{(epoch_seconds or {})[cell] + START_SECONDS:.0f} s with "
+                         f"start-up) would not end before the deadline, so it would leave no resume point")
+                    continue
+                running.append(start(cell, free.pop(0)))
                 if on_start is not None and running[-1].proc is not None:
                     on_start(running[-1].cell, running[-1].proc.pid)
             time.sleep(poll)

@@ -467,3 +467,21 @@ def test_pull_advice_only_where_a_remote_is_configured(tmp_path):
     assert not matrix.has_remote(tmp_path)
     (tmp_path / ".dvc/config.local").write_text("[core]\n    remote = shared\n['remote \"shared\"']\n    url = /mnt/shared\n")
     assert matrix.has_remote(tmp_path)
+
+
+def test_a_cell_whose_first_epoch_misses_the_deadline_is_not_started(tmp_path):
+    """Issue 26: the runner must not start a cell that cannot reach a resume point before the deadline it is given."""
+    said = []
+    failed = matrix.run(tmp_path, [CELL], 1, 1, [None], said.append, record=False, poll=0.01,
+                        deadline=time.time() + 60, epoch_seconds={CELL: 600.0})
+    assert failed == [] and "not starting" in said[0] and "no resume point" in said[0]
+    assert not (tmp_path / "logs/matrix" / f"{CELL.name}.pid").exists()  # never claimed, never started
+    assert matrix.fits_before(time.time() + 3600, 600.0) and matrix.fits_before(None, 1e9) and matrix.fits_before(time.time(), None)
+
+
+def test_epoch_rates_fall_back_from_the_cell_to_its_model_to_its_dataset():
+    a, b, c = (matrix.Cell("train", "tiny", m, 1) for m in ("kda", "kda_lrd", "sasrec"))
+    own, twin, other = (matrix.CellState(x, "pending") for x in (a, matrix.Cell("train", "tiny", "kda", 2), c))
+    own.seconds_per_epoch, twin.seconds_per_epoch = 10.0, 30.0
+    rates = matrix.epoch_rates([own, twin, other, matrix.CellState(b, "pending")])
+    assert rates[a] == 10.0 and rates[twin.cell] == 30.0 and rates[c] == 20.0 and rates[b] == 20.0
