@@ -27,8 +27,8 @@ from lrd.config.base import load_params  # noqa: E402
 from lrd.config.datasets import dataset_config  # noqa: E402
 from lrd.config.embed import EmbedConfig  # noqa: E402
 from lrd.data.tables import DatasetTables  # noqa: E402
+from lrd.discover.joint import extractor  # noqa: E402
 from lrd.embed.store import open_store  # noqa: E402
-from lrd.models.lrd import LatentRelationDiscovery  # noqa: E402
 from lrd.train.checkpoint import load_weights  # noqa: E402
 
 
@@ -37,9 +37,8 @@ def rounded(values, digits: int = 2) -> list[float]:
 
 
 def read_run(state: dict, text: torch.Tensor, heads: torch.Tensor, tails: torch.Tensor, negatives: torch.Tensor) -> None:
-    r = state["lrd.extract.weight"].shape[0]
-    lrd = LatentRelationDiscovery(text, state["lrd.project.weight"].shape[0], r)
-    lrd.load_state_dict({k.removeprefix("lrd."): v for k, v in state.items() if k.startswith("lrd.")})
+    lrd = extractor(state, text)
+    r = lrd.extract.out_features
     q = lrd.relation_probs(heads, tails)  # pairs x R
     entities, relations = state["entities.weight"], state["relations.weight"]
     delta = entities[heads] - entities[negatives]

@@ -34,12 +34,17 @@ class JointReadout:
     mass: dict[str, float]  # type name -> mean q
 
 
+def extractor(state: dict, text: torch.Tensor) -> LatentRelationDiscovery:
+    """The relation extractor of a jointly trained model's weights (their `lrd.*` entries)."""
+    lrd = LatentRelationDiscovery(text, state["lrd.project.weight"].shape[0], state["lrd.extract.weight"].shape[0])
+    lrd.load_state_dict({k.removeprefix("lrd."): v for k, v in state.items() if k.startswith("lrd.")})
+    return lrd
+
+
 def read_joint(state: dict, text: torch.Tensor, graph: RelationGraph, heads: np.ndarray, tails: np.ndarray,
                chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean q per type, and the counts of pairs per argmax type overall and among the latent types."""
-    lrd = LatentRelationDiscovery(text, state["lrd.project.weight"].shape[0], graph.n_relations)
-    lrd.load_state_dict({k.removeprefix("lrd."): v for k, v in state.items() if k.startswith("lrd.")})
-    a, b, c = (x.detach() for x in lrd.pair_tables())
+    a, b, c = (x.detach() for x in extractor(state, text).pair_tables())
     mass, overall, latent = np.zeros(graph.n_relations), np.zeros(graph.n_relations), np.zeros(graph.latent.stop - graph.latent.start)
     with torch.no_grad():
         for i in range(0, len(heads), chunk):
