@@ -518,6 +518,8 @@ def commit(root: Path, cell: Cell) -> None:
     proc = _dvc(root, "commit", "--force", cell.name)
     if proc.returncode != 0:
         raise LRDError(f"`dvc commit {cell.name}` failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+    # A recorded cell is done: an earlier failure's note (e.g. this very commit failing) no longer holds.
+    (logs_dir(root) / f"{cell.name}.failed").unlink(missing_ok=True)
 
 
 def upstream_targets(selected: list[Cell]) -> list[str]:

@@ -485,3 +485,15 @@ def test_epoch_rates_fall_back_from_the_cell_to_its_model_to_its_dataset():
     own.seconds_per_epoch, twin.seconds_per_epoch = 10.0, 30.0
     rates = matrix.epoch_rates([own, twin, other, matrix.CellState(b, "pending")])
     assert rates[a] == 10.0 and rates[twin.cell] == 30.0 and rates[c] == 20.0 and rates[b] == 20.0
+
+
+def test_recording_a_cell_clears_its_failure_note(tmp_path, monkeypatch):
+    """A cell whose runner's `dvc commit` failed, then recorded by `lrd matrix commit`, showed as failed."""
+    failed = matrix.logs_dir(tmp_path) / f"{CELL.name}.failed"
+    failed.parent.mkdir(parents=True)
+    failed.write_text("`dvc commit` failed\n")
+    monkeypatch.setattr(matrix, "old_results", lambda root, cell, lock: [])
+    monkeypatch.setattr(matrix, "read_lock", lambda root: {})
+    monkeypatch.setattr(matrix, "_dvc", lambda root, *args: subprocess.CompletedProcess(args, 0, "", ""))
+    matrix.commit(tmp_path, CELL)
+    assert not failed.exists()
