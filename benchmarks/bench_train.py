@@ -181,7 +181,7 @@ def ddp_worker(args: argparse.Namespace, params: dict, cfg: TrainConfig, dcfg: D
             run.data.train_positions = run.data.train_positions[: args.batches * cfg.batch_size]
         m = train_run(run)
     if ranks.main:
-        keys = ("epochs", "seconds_per_epoch", "wall_seconds", "device")
+        keys = ("epochs", "train_seconds_per_epoch", "wall_seconds", "device")
         print(RESULT_TAG + json.dumps({k: m[k] for k in keys} | {"processes": ranks.world, "rows_per_epoch": run.data.n_train}),
               flush=True)
 
@@ -355,7 +355,7 @@ def main() -> None:
                     if n == 1:
                         report(f"{name}_rows_per_epoch", m["rows_per_epoch"])
                         report(f"{name}_device", m["device"])
-                    report(f"{name}_{n}_processes_train_seconds_per_epoch", m["seconds_per_epoch"])
+                    report(f"{name}_{n}_processes_train_seconds_per_epoch", m["train_seconds_per_epoch"])
                     report(f"{name}_{n}_processes_wall_seconds_per_epoch", m["wall_seconds"] / m["epochs"])
             return
         for name in names:

@@ -187,8 +187,8 @@ def dataset_markdown(paths: Paths, models: dict[str, ModelRuns], gains: dict, n_
         # One seed has no spread to show: its cells are the values alone.
         cells = [f"{a:.4f} ± {s:.4f}" if len(m.seeds) > 1 else f"{a:.4f}" for a, s in map(m.mean_std, METRICS)]
         epochs = ", ".join(str(m.runs[s]["best_epoch"]) for s in m.seeds)
-        # metrics.json's seconds_per_epoch is the training alone; a cell's epoch also ranks dev
-        # (eval_seconds: every epoch's dev ranking, and the final dev + test ranking)
+        # from the seconds themselves, which every metrics.json has (eval_seconds: every epoch's
+        # dev ranking, and the final dev + test ranking)
         train, rank = ([m.runs[s][k] / max(m.runs[s]["epochs"], 1) for s in m.seeds] for k in ("train_seconds", "eval_seconds"))
         lines.append(f"| {name} | {len(m.seeds)} | " + " | ".join(cells)
                      + f" | {epochs} | {np.mean(train) + np.mean(rank):.1f} | {np.mean(train):.1f} | {np.mean(rank):.1f} |")

@@ -255,9 +255,13 @@ def evaluate_run(run: Run, model: Recommender, state: LoopState, commit: str) ->
         "parameters": parameter_count(model),
         "precision": str(run.amp or "fp32").removeprefix("torch."),
         "compiled": run.compiled,
+        # One meaning of "seconds per epoch" everywhere: training + ranking dev (the final dev and
+        # test ranking included), with the two parts beside it.
         "train_seconds": round(state.train_seconds, 1),
-        "seconds_per_epoch": round(state.train_seconds / epochs, 2),
         "eval_seconds": round(state.eval_seconds + eval_seconds, 1),
+        "seconds_per_epoch": round((state.train_seconds + state.eval_seconds + eval_seconds) / epochs, 2),
+        "train_seconds_per_epoch": round(state.train_seconds / epochs, 2),
+        "ranking_seconds_per_epoch": round((state.eval_seconds + eval_seconds) / epochs, 2),
         **({"processes": run.ranks.world} if run.ranks.world > 1 else {}),  # one-process metrics as they were
         **provenance(run.device, commit),
         "settings": settings(run),

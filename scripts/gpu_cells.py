@@ -140,7 +140,8 @@ def pack(selected: list[matrix.Cell], out: Path, failed) -> int:
         files += [log] if log.exists() else []
         metrics = s.metrics or {}
         summary.append({"cell": cell.name, "state": "finished" if finished else s.state, "epochs": s.epochs, "best_dev_NDCG@5": s.best_dev,
-                        "seconds_per_epoch": metrics.get("seconds_per_epoch"), "eval_seconds": metrics.get("eval_seconds"),
+                        "seconds_per_epoch": round(s.seconds_per_epoch, 2) if s.seconds_per_epoch else None,
+                        "train_seconds": metrics.get("train_seconds"), "eval_seconds": metrics.get("eval_seconds"),
                         "device": metrics.get("device"), "test": metrics.get("test")})
     parts, current, size = [], [], 0
     for f in (f for f in files if f.exists()):
@@ -161,7 +162,7 @@ def pack(selected: list[matrix.Cell], out: Path, failed) -> int:
     echo(f"{done} of {len(summary)} cells finished; {len(parts)} archive(s) and summary.json in {out}")
     for row in summary:
         if row["state"] != "pending":
-            echo(f"  {row['cell']}: {row['state']}, {row['epochs']} epochs, {row['seconds_per_epoch'] or '-'} s per training epoch")
+            echo(f"  {row['cell']}: {row['state']}, {row['epochs']} epochs, {row['seconds_per_epoch'] or '-'} s per epoch (training + dev ranking)")
     return 1 if failed else 0
 
 

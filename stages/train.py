@@ -31,8 +31,9 @@ def run(params: dict, dataset: str, name: str, seed: int, text=None) -> dict:
     with distributed.session(cfg.distributed, cfg.ddp_timeout) as ranks:
         m = train_run(prepare(name, seed, DatasetTables.load(paths), cfg, DiscoverConfig.from_params(params), paths, text, ranks))
         t = m["test"]
-        log.info("%s/%s/%d: best epoch %d of %d (%s); test NDCG@5 %.4f HR@5 %.4f NDCG@10 %.4f HR@10 %.4f; %.1f s per epoch", dataset, name,
-                 seed, m["best_epoch"], m["epochs"], m["stopped_by"], t["NDCG@5"], t["HR@5"], t["NDCG@10"], t["HR@10"], m["seconds_per_epoch"])
+        log.info("%s/%s/%d: best epoch %d of %d (%s); test NDCG@5 %.4f HR@5 %.4f NDCG@10 %.4f HR@10 %.4f; %.1f s per epoch (training %.1f, ranking dev %.1f)", dataset, name,
+                 seed, m["best_epoch"], m["epochs"], m["stopped_by"], t["NDCG@5"], t["HR@5"], t["NDCG@10"], t["HR@10"], m["seconds_per_epoch"],
+                 m["train_seconds_per_epoch"], m["ranking_seconds_per_epoch"])
     return m
 
 

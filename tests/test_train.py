@@ -167,6 +167,9 @@ def test_a_killed_run_resumes_and_ends_bit_identical(ws, monkeypatch):
     resumed = _train(params, "kda_lrd", seed=5)
     assert resumed["resumed_after_epoch"] == 2 and resumed["epochs"] == 4
     assert resumed["test"] == whole["test"] and resumed["dev"] == whole["dev"]
+    # one meaning of "seconds per epoch" (training + ranking dev), its two parts beside it
+    assert resumed["ranking_seconds_per_epoch"] > 0
+    assert resumed["seconds_per_epoch"] == pytest.approx(resumed["train_seconds_per_epoch"] + resumed["ranking_seconds_per_epoch"], abs=0.011)
     again = torch.load(P.best_checkpoint("kda_lrd", 5), weights_only=True)
     assert all(torch.equal(weights[k], again[k]) for k in weights)
 
