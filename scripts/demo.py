@@ -41,6 +41,8 @@ def main(argv=None) -> int:
     raw = write_demo_recbole(out / "source" / "tiny")  # 40 users, 60 films with genres, years, directors, film series
     params = demo_params(yaml.safe_load((ROOT / "params.yaml").read_text()), raw)
     (out / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shallow_minilm(out / "llm" / SHALLOW)
+    (out / ".gitignore").write_text("/llm/\n")  # model weights stay out of the demo's git history
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "VIRTUAL_ENV": sys.prefix, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     # A git repository of its own (the repository's .gitignore keeps demo/ out of it), so that
     # `dvc exp run` works here as the README shows it.
@@ -53,6 +55,24 @@ def main(argv=None) -> int:
             return 1
     print(next_steps(out, time.perf_counter() - start, params))
     return 0
+
+
+SHALLOW = "minilm-l3"
+
+
+def shallow_minilm(folder: Path, layers: int = 3) -> Path:
+    """A second LLM to swap to, offline: all-MiniLM-L6-v2 keeping its first `layers` of 6
+    transformer layers (a real, smaller encoder: its vectors differ, and still carry meaning)."""
+    from sentence_transformers import SentenceTransformer
+
+    from lrd.embed.encoders import resolve_model_path
+
+    model = SentenceTransformer(str(resolve_model_path("all-MiniLM-L6-v2")), device="cpu")
+    bert = model[0].auto_model
+    bert.encoder.layer = bert.encoder.layer[:layers]
+    bert.config.num_hidden_layers = layers
+    model.save(str(folder))
+    return folder
 
 
 def next_steps(out: Path, seconds: float, params: dict) -> str:
@@ -74,7 +94,10 @@ Look at what it made, in a new shell:
   dvc repro                                   # nothing to do: every stage is cached
   dvc exp run discover@tiny -S "embed.text_template='{{title}}'"   # the LLM reads titles only: embed and discover rerun
   lrd neighbors 1 --k 5                       # nearest films by the new vectors (metrics/tiny/embed.json: what ran)
-  dvc exp show --only-changed                 # the experiment beside the run above
+  dvc exp run discover@tiny -S embed.model=llm/{SHALLOW}   # another LLM: MiniLM's first 3 of 6 layers, made by the demo
+  lrd neighbors 1 --k 5                       # other neighbours again; metrics/tiny/embed.json names llm/{SHALLOW}
+  lrd relations readout                       # what discover's types mean with that LLM's vectors
+  dvc exp show --only-changed                 # the experiments beside the first run
 
 The real thing, in the repository: `dvc repro discover@ml-100k` (a few minutes), then
 `lrd matrix status` to see what the full matrix costs before `lrd matrix run` (it asks before

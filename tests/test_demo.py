@@ -65,3 +65,30 @@ def test_the_demo_data_reads_like_film_series(tmp_path):
         assert [titles[str(i)] for i in chain[1:]] == [f"{first} {part}" for part in range(2, len(chain) + 1)]
     sequels = {line for line in (raw / "tiny.kg").read_text().splitlines() if "sequel" in line}
     assert {f"m.film{a}\tfilm.film.sequel\tm.film{b}" for chain in DEMO_SERIES for a, b in zip(chain, chain[1:])} < sequels
+
+
+def test_the_demo_swaps_to_a_second_llm(tmp_path):
+    """Last round the demo could swap the text only. Its second LLM (MiniLM's first 3 layers, made
+    offline) loads through the pipeline's encoder, has another identity and other vectors, and still
+    puts a sequel nearest its first part."""
+    import numpy as np
+
+    from lrd.config.embed import EmbedConfig
+    from lrd.embed.encoders import encode, identity, resolve_model_path
+
+    spec = importlib.util.spec_from_file_location("demo_script", REPO / "scripts" / "demo.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    default = EmbedConfig.from_params(params)
+    shallow = EmbedConfig.from_params({**params, "embed": {**params["embed"], "model": str(script.shallow_minilm(tmp_path / "llm"))}})
+    texts = ["Toy Story (1995). Animation, Comedy", "Toy Story 2 (1999). Animation, Comedy", "Heat (1995). Crime, Drama"]
+    vectors = {}
+    for cfg in (default, shallow):
+        path = resolve_model_path(cfg.model)
+        vectors[cfg.model] = encode(cfg, path, texts, ["cpu"])[0]
+        assert identity(cfg, path)["model"] == cfg.model
+    a, b = vectors[default.model], vectors[shallow.model]
+    assert a.shape == b.shape and not np.allclose(a, b, atol=1e-3)
+    assert identity(default, resolve_model_path(default.model))["fingerprint"] != identity(shallow, tmp_path / "llm")["fingerprint"]
+    assert b[0] @ b[1] > b[0] @ b[2]

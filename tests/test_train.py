@@ -3,11 +3,13 @@
 import copy
 import json
 import shutil
+import time
 
 import pyarrow.parquet as pq
 import pytest
 import torch
 
+from lrd import experiment
 from lrd.errors import ConfigError, DataError, MissingUpstreamError, ModelError
 from lrd.paths import Paths
 from stages import compare as compare_stage
@@ -164,11 +166,18 @@ def test_a_killed_run_resumes_and_ends_bit_identical(ws, monkeypatch):
         _train(params, "kda_lrd", seed=5)
     assert not P.run_metrics("kda_lrd", 5).exists()  # nothing reported for an unfinished run
     monkeypatch.setattr("lrd.experiment.fit", real_fit)
+    real_ranks = experiment.candidate_ranks
+
+    def slow_ranks(*args, **kwargs):  # ranking of measurable length (tiny data ranks in milliseconds)
+        time.sleep(0.05)
+        return real_ranks(*args, **kwargs)
+
+    monkeypatch.setattr("lrd.experiment.candidate_ranks", slow_ranks)
     resumed = _train(params, "kda_lrd", seed=5)
     assert resumed["resumed_after_epoch"] == 2 and resumed["epochs"] == 4
     assert resumed["test"] == whole["test"] and resumed["dev"] == whole["dev"]
     # one meaning of "seconds per epoch" (training + ranking dev), its two parts beside it
-    assert resumed["ranking_seconds_per_epoch"] > 0
+    assert resumed["ranking_seconds_per_epoch"] >= 0.04  # 2 epochs' dev and the final dev + test, 0.05 s each, over 4 epochs
     assert resumed["seconds_per_epoch"] == pytest.approx(resumed["train_seconds_per_epoch"] + resumed["ranking_seconds_per_epoch"], abs=0.011)
     again = torch.load(P.best_checkpoint("kda_lrd", 5), weights_only=True)
     assert all(torch.equal(weights[k], again[k]) for k in weights)
