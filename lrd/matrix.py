@@ -570,7 +570,7 @@ def run(root: Path, todo: list[Cell], jobs: int, threads: int, slots: list[str |
     Before a deadline, a cell starts only when its first epoch (`epoch_seconds`, plus START_SECONDS
     for loading and compiling) can end before it: a cell stopped sooner leaves no resume point.
     `on_start(cell, pid)` is called after each start (the GPU script measures memory with it)."""
-    logs = logs_dir(root)
+    logs, epoch_seconds = logs_dir(root), epoch_seconds or {}
     logs.mkdir(parents=True, exist_ok=True)
     queue, running, failed = list(todo), [], []
     free = list(range(jobs))
@@ -634,8 +634,8 @@ def run(root: Path, todo: list[Cell], jobs: int, threads: int, slots: list[str |
                 return failed
             while queue and free:
                 cell = queue.pop(0)
-                if not fits_before(deadline, (epoch_seconds or {}).get(cell)):
-                    echo(f"not starting {cell.name}: its first epoch (~{(epoch_seconds or {})[cell] + START_SECONDS:.0f} s with "
+                if not fits_before(deadline, epoch_seconds.get(cell)):
+                    echo(f"not starting {cell.name}: its first epoch (~{epoch_seconds[cell] + START_SECONDS:.0f} s with "
                          f"start-up) would not end before the deadline, so it would leave no resume point")
                     continue
                 running.append(start(cell, free.pop(0)))

@@ -64,13 +64,12 @@ def sweep_run(params: dict, dataset: str, setting: str, seed: int, epochs: int, 
     rows: list[dict] = []
 
     def readout() -> dict[str, float]:
-        mass, overall, _ = read_joint(model.state_dict(), vectors, graph, heads, tails)
-        latent = mass[graph.latent]
-        relations = model.state_dict()["relations.weight"].norm(dim=1).numpy()
+        state = model.state_dict()
+        mass, overall, _ = read_joint(state, vectors, graph, heads, tails)
+        relations = state["relations.weight"].norm(dim=1).numpy()
         top = int(mass.argmax())
-        return {"latent_q": float(latent.sum()), "kept": float((overall[graph.latent] >= KEEP_SHARE * len(heads)).sum()),
-                "top_q": float(mass[top]), "top_type": top,
-                "top_latent_q": float(latent.max()), "latent_norm_max": float(relations[graph.latent].max()),
+        return {"latent_q": float(mass[graph.latent].sum()), "kept": float((overall[graph.latent] >= KEEP_SHARE * len(heads)).sum()),
+                "top_q": float(mass[top]), "top_type": top, "latent_norm_max": float(relations[graph.latent].max()),
                 "predefined_norm_mean": float(relations[1:graph.latent.start].mean())}
 
     with denormals_flushed(run.device):
@@ -79,7 +78,7 @@ def sweep_run(params: dict, dataset: str, setting: str, seed: int, epochs: int, 
         opt = optimizer_for(model, cfg.spec("collapse_sweep").lr, cfg.l2)
         rows.append({"epoch": 0, **readout()})
         loop = Loop(batches=lambda r: data.epoch(r, cfg.batch_size, graph.n_triples > 0, True), n_batches=-(-data.n_train // cfg.batch_size),
-                    evaluate=readout, monitor="latent_q", max_epochs=epochs, amp=run.amp, device=run.device, label=f"{setting}",
+                    evaluate=readout, monitor="latent_q", max_epochs=epochs, amp=run.amp, device=run.device, label=setting,
                     on_epoch=None, progress=False)
         state = fit(model, opt, loop, LoopState(rng=np.random.default_rng(seed), stopper=Patience(patience=epochs + 1)))
     for row in state.curve:

@@ -89,7 +89,8 @@ def test_a_clone_that_pulls_from_a_remote_has_nothing_to_rerun(project, tmp_path
                                 capture_output=True, text=True, timeout=300)
         return next(x for x in status.stdout.splitlines() if x.startswith("train@tiny-kda-1 "))
 
-    assert " done " in kda_line() and "no DVC remote is configured" in kda_line()  # no `dvc pull` advice without a remote
+    line = kda_line()
+    assert " done " in line and "no DVC remote is configured" in line  # no `dvc pull` advice without a remote
     assert dvc(clone, "remote", "add", "-d", "shared", str(remote)).returncode == 0
     line = kda_line()
     assert " done " in line and "`dvc pull` brings them" in line  # the clone may skip it: its weights come from the remote
