@@ -17,6 +17,7 @@ from lrd.evaluate import ranks_from_scores
 from lrd.graph import RelationGraph
 from lrd.models import Catalog, build_model
 from lrd.models.batch import Batch
+from lrd.models import native
 from lrd.models.blocks import ChannelSelfAttention
 from lrd.train.device import compile_model, compiles
 
@@ -30,8 +31,8 @@ def _close(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-5) -> bool:
     return bool((a - b).abs().max() <= rel * b.abs().max().clamp(min=1e-30))
 
 
-def _build(arch: str, lrd: bool, graph: RelationGraph, text: torch.Tensor, seed: int = 0):
-    cfg = ModelConfig(name="m", arch=arch, dim=16, layers=3, heads=4, lrd=lrd, kg_weight=0.5)
+def _build(arch: str, lrd: bool, graph: RelationGraph, text: torch.Tensor, seed: int = 0, dim: int = 16):
+    cfg = ModelConfig(name="m", arch=arch, dim=dim, layers=3, heads=4, lrd=lrd, kg_weight=0.5)
     torch.manual_seed(seed)
     model = build_model(cfg, Catalog(6, graph.n_items, 100, graph, text if lrd else None))
     with torch.no_grad():  # weights far from the N(0, 0.01²) start, so that every term matters
@@ -100,6 +101,51 @@ def test_compiled_models_score_and_train_as_the_plain_ones(arch, lrd, backend, m
             for name in ("eager", "compiled"):
                 assert _close(scores[name], scores["plain"])
                 assert torch.equal(ranks_from_scores(scores[name]), ranks_from_scores(scores["plain"]))
+
+
+@pytest.mark.parametrize("r,d,heads", [(1, 64, 4), (5, 64, 4), (13, 64, 4), (29, 64, 4), (64, 64, 4), (13, 32, 2)])
+def test_the_native_scoring_kernel_equals_the_plain_computation(r, d, heads, monkeypatch):
+    assert native.available(), "the native channel kernel did not build (see the warning above)"
+    torch.manual_seed(r)
+    block = ChannelSelfAttention(d, heads, 5)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(0, 0.3)
+        x = torch.randn(2 * 768 // r + 3, r, d)  # several chunks of the kernel, the last one partial
+        reference = _reference_channel_attention(block, x)
+        block.native = True
+        calls = _count_calls(monkeypatch)
+        got = block(x)
+    assert calls == [1]
+    assert _close(got, reference)
+    with torch.enable_grad():  # training: the autograd path, not the kernel
+        block(x.requires_grad_())
+    assert calls == [1]
+
+
+def _count_calls(monkeypatch) -> list:
+    calls, kernel = [], native.channel_block
+    monkeypatch.setattr(native, "channel_block", lambda *a: calls.append(1) or kernel(*a))
+    return calls
+
+
+def test_the_native_kernel_scores_compiled_kda_lrd_with_the_plain_ranks(monkeypatch):
+    """d = 64, 4 heads: the shapes the kernel takes; inside the compiled scores, no gradients."""
+    graph = tiny_graph()
+    text = torch.randn(graph.n_items + 1, 12)
+    text[0] = 0
+    plain, compiled = (_build("kda", True, graph, text, dim=64) for _ in range(2))
+    monkeypatch.setattr(plain.channels, "forward", lambda x: _reference_channel_attention(plain.channels, x))
+    compile_model(compiled)
+    assert compiled.channels.native
+    calls = _count_calls(monkeypatch)
+    with torch.inference_mode():
+        for seed in (2, 3):
+            batch = _batch(graph, 4, 30, seed)
+            got, want = compiled.eval().scores(batch), plain.eval().scores(batch)
+            assert _close(got, want)
+            assert torch.equal(ranks_from_scores(got), ranks_from_scores(want))
+    assert calls, "the compiled scores did not call the native kernel"
 
 
 def test_compile_setting():

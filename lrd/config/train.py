@@ -155,7 +155,8 @@ class TrainConfig:
     precision: typing.Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the CPU/GPU has it
     threads: int | None = param(None, ge=1)  # torch CPU threads (default: torch's choice)
     # auto: torch.compile (inductor) the relational models where a C++ compiler (CPU) or Triton
-    # (GPU) is found, 2-3x faster; inductor: always; none: eager (lrd.train.device.compile_model)
+    # (GPU) is found, 2-3x faster, and on a CPU score with the native channel kernel
+    # (lrd.models.native); inductor: always; none: eager (lrd.train.device.compile_model)
     compile: typing.Literal["auto", "inductor", "none"] = "auto"
     full_ranking: bool = False  # also rank every item (minus the user's earlier ones) at test time
     # Several processes (DDP; README "Training on several processes"): a torchrun launch always

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lrd.models import native
+
 
 def init_normal(module: nn.Module, std: float = 0.01) -> None:
     """The reference initialises every Linear/Embedding weight and bias as N(0, 0.01²)."""
@@ -46,8 +48,12 @@ class ChannelSelfAttention(nn.Module):
     tokens x features with torch's fused attention kernel (its plain softmax over rows of R <= 13
     values costs more than the matmuls around it). Compiled (torch.compile): features x tokens,
     so that the R x R attention, its softmax and the LayerNorm become element-wise loops along
-    thousands of tokens, which inductor fuses, instead of thousands of tiny matrices.
+    thousands of tokens, which inductor fuses, instead of thousands of tiny matrices. Scoring
+    without gradients on a CPU, with `native` set (lrd.train.device.compile_model sets it where
+    the kernel builds): one hand-written kernel for all rounds (lrd.models.native).
     """
+
+    native = False
 
     def __init__(self, d: int, heads: int, layers: int):
         super().__init__()
@@ -70,6 +76,9 @@ class ChannelSelfAttention(nn.Module):
             w_qkv = torch.cat([w_qkv[:d] / math.sqrt(d // self.heads), w_qkv[d:]])  # fold the 1/sqrt(dk) scale into W_q
             weights = (w_qkv, *(t.to(dtype) for t in (self.ff1.weight, self.ff1.bias, self.ff2.weight, self.ff2.bias,
                                                       self.norm.weight, self.norm.bias)))
+            if self.native and not torch.is_grad_enabled() and native.supports(x.shape[1], d, self.heads) \
+                    and dtype == torch.float32 and x.device.type == "cpu":
+                return native.channel_block(x.float(), weights, self.heads, self.layers, self.norm.eps)
             if torch.compiler.is_compiling():
                 return self._features_by_tokens(x.to(dtype), weights)
             return self._tokens_by_features(x.to(dtype), weights)

@@ -9,6 +9,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lrd.models import native
+from lrd.models.blocks import ChannelSelfAttention
+
 
 def cpu_has_bf16() -> bool:
     try:
@@ -88,6 +91,10 @@ def compile_model(model: nn.Module, backend: str = "inductor") -> None:
     # call into slower shape-generic code.
     torch._dynamo.config.automatic_dynamic_shapes = False
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 16)
+    if backend == "inductor" and all(p.device.type == "cpu" for p in model.parameters()) and native.available():
+        for m in model.modules():
+            if isinstance(m, ChannelSelfAttention):
+                m.native = True  # scoring without gradients: lrd.models.native's kernel
     model.losses = torch.compile(model.losses, backend=backend)
     model.scores = torch.compile(model.scores, backend=backend)
 
