@@ -400,13 +400,26 @@ def estimate(all_states: list[CellState], default_epochs: int, bounds: StopBound
     return out
 
 
+def rerun_estimate(all_states: list[CellState], pool: list[CellState] = ()) -> dict[Cell, tuple[float | None, bool]]:
+    """Seconds to run each stale cell again: its last run's epochs, at the rate of its model's
+    done cells (the current code, which made it stale, often runs at another speed), else at its
+    own last rate."""
+    every = list(all_states) + [p for p in pool if p.cell not in {s.cell for s in all_states}]
+    out = {}
+    for s in all_states:
+        if s.state != "stale":
+            continue
+        current = [f.seconds_per_epoch for f in every if f.state == "done" and f.seconds_per_epoch
+                   and (f.cell.dataset, f.cell.model) == (s.cell.dataset, s.cell.model)]
+        rate = sum(current) / len(current) if current else s.seconds_per_epoch
+        out[s.cell] = (rate * s.epochs if rate else None, True)
+    return out
+
+
 def plan_estimate(all_states: list[CellState], todo: list[Cell], default_epochs: int, bounds: StopBounds = StopBounds(),
                   pool: list[CellState] = ()) -> dict[Cell, tuple[float | None, bool]]:
-    """`estimate` for the cells of `todo` alone; a stale cell run again costs what its last run took."""
-    eta = estimate(all_states, default_epochs, bounds, pool)
-    for s in all_states:
-        if s.state == "stale":
-            eta[s.cell] = (s.seconds_per_epoch * s.epochs if s.seconds_per_epoch else None, True)
+    """`estimate` for the cells of `todo` alone, stale ones at `rerun_estimate`."""
+    eta = estimate(all_states, default_epochs, bounds, pool) | rerun_estimate(all_states, pool)
     return {c: eta[c] for c in todo if c in eta}
 
 
@@ -443,6 +456,11 @@ def status_table(all_states: list[CellState], jobs: int, default_epochs: int, bo
     lines.append(", ".join(f"{n} {k}" for k, n in counts.items() if n) + f" of {len(all_states)} cells")
     if eta:
         lines.append("left: " + cost(eta, jobs).text(jobs, default_epochs))
+    rerun = rerun_estimate(all_states, pool)
+    if rerun:
+        c = cost(rerun, jobs)
+        lines.append(f"stale, to run again (`lrd matrix run --rerun-stale`): {c.cpu_seconds / 3600:.1f} CPU-hours at their last "
+                     f"run's epochs and their model's current rate" + (f" (+ {c.unknown} of no known rate)" if c.unknown else ""))
     return "\n".join(lines)
 
 

@@ -172,3 +172,16 @@ def test_time_left_follows_the_stopping_rule():
     table = status_table([slow], 2, 40, bounds, pool=[CellState(Cell("train", "d", "kda_lrd", 9), "done", epochs=180,
                                                                      seconds_per_epoch=40.0, best_epoch=160)])
     assert "about 2h00 at 2 cells" in table
+
+
+def test_a_stale_cell_runs_again_at_its_models_current_rate():
+    """Code that made cells stale may run at another speed: its done cells say which."""
+    from lrd.matrix import Cell, CellState, plan_estimate, rerun_estimate, status_table
+
+    old = CellState(Cell("train", "d", "kda", 1), "stale", epochs=50, seconds_per_epoch=15.0)
+    alone = CellState(Cell("train", "d", "kda_lrd", 1), "stale", epochs=70, seconds_per_epoch=50.0)
+    new = CellState(Cell("train", "d", "kda", 2), "done", epochs=40, seconds_per_epoch=10.0)
+    rerun = rerun_estimate([old, alone, new])
+    assert rerun == {old.cell: (pytest.approx(500.0), True), alone.cell: (pytest.approx(3500.0), True)}
+    assert plan_estimate([old, alone, new], [old.cell], 40) == {old.cell: (pytest.approx(500.0), True)}
+    assert "stale, to run again (`lrd matrix run --rerun-stale`): 1.1 CPU-hours" in status_table([old, alone, new], 2, 40)
