@@ -154,3 +154,18 @@ def test_compile_setting():
     assert compiles("auto", cpu)  # this module runs only where a C++ compiler is found
     assert not compiles("auto", torch.device("meta"))
 
+
+
+def test_a_killed_kernel_build_does_not_block_the_next_one(tmp_path):
+    """torch waits forever on the lock file a killed build leaves; one older than a build's time is cleared."""
+    import os
+    import time
+
+    lock = tmp_path / "lock"
+    lock.write_text("")
+    native._clear_stale_lock(tmp_path)
+    assert lock.exists()  # a build may be running
+    os.utime(lock, (time.time() - 700, time.time() - 700))
+    native._clear_stale_lock(tmp_path)
+    assert not lock.exists()
+    native._clear_stale_lock(tmp_path)  # nothing to clear

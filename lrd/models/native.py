@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -42,13 +43,25 @@ def available() -> bool:
         # -march=native: the build is this CPU's, so the flags name it (a shared cache may see several CPUs).
         flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
         tag = hashlib.sha256(SOURCE.read_bytes() + flags.encode()).hexdigest()[:12]
-        cpp_extension.load(name=f"lrd_channel_block_{tag}", sources=[str(SOURCE)], extra_cflags=["-O3", "-march=native"],
+        name = f"lrd_channel_block_{tag}"
+        _clear_stale_lock(Path(cpp_extension._get_build_directory(name, False)))
+        cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=["-O3", "-march=native"],
                            is_python_module=False, verbose=False)
     except Exception as e:  # a failed build only costs speed
         log.warning("scoring without the native channel kernel (its build failed: %s)", str(e).splitlines()[0] if str(e) else e)
         return False
     torch.library.register_fake("lrd::channel_block")(_shape_of_result)
     return True
+
+
+def _clear_stale_lock(build: Path, seconds: float = 600) -> None:
+    """torch waits forever on the lock file of a build whose process was killed; a build takes ~15 s."""
+    lock = build / "lock"
+    try:
+        if time.time() - lock.stat().st_mtime > seconds:
+            lock.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def _shape_of_result(x, wqkv, w1, b1, w2, b2, g, beta, heads, layers, eps):
